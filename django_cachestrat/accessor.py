@@ -1,0 +1,96 @@
+"""``Model.cached``: the public read API of a cached model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Generic, TypeVar, overload
+
+from asgiref.sync import sync_to_async
+from django.db import models
+
+from . import invalidation, reads
+from .plan import ModelPlan, plan_for
+
+__all__ = ["CachedAccessor", "CachedDescriptor"]
+
+M = TypeVar("M", bound=models.Model)
+
+
+class CachedAccessor(Generic[M]):
+    """Reads through Redis for one model; ``objects`` is left as it is."""
+
+    def __init__(self, model: type[M]) -> None:
+        self.model = model
+
+    @property
+    def plan(self) -> ModelPlan:
+        return plan_for(self.model)
+
+    def get(self, **lookup: Any) -> M:
+        """The row matching ``pk=`` or one unique lookup; raises ``Model.DoesNotExist``."""
+        plan = plan_for(self.model)
+        if len(lookup) != 1:
+            raise TypeError(
+                f"{self._name}.get() takes exactly one keyword: pk=... or one of "
+                f"{self._choices(plan)}; got {sorted(lookup) or 'none'}"
+            )
+        ((name, value),) = lookup.items()
+        if name == "pk" or name == plan.pk_field.name or name == plan.pk_field.attname:
+            return reads.get(plan, value)  # type: ignore[return-value]
+        if name in plan.lookup_fields:
+            return reads.get_by_lookup(plan, name, value)  # type: ignore[return-value]
+        raise TypeError(
+            f"{self._name}.get(): {name!r} is not the pk or a cached lookup "
+            f"(choose from {self._choices(plan)}; declare unique fields in CacheMeta.lookups)"
+        )
+
+    def get_many(self, pks: Iterable[Any]) -> dict[Any, M]:
+        """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
+        if isinstance(pks, str | bytes) or not isinstance(pks, Iterable):
+            raise TypeError(f"{self._name}.get_many() takes an iterable of pks, not {pks!r}")
+        return reads.get_many(plan_for(self.model), pks)  # type: ignore[return-value]
+
+    async def aget(self, **lookup: Any) -> M:
+        return await sync_to_async(self.get)(**lookup)
+
+    async def aget_many(self, pks: Iterable[Any]) -> dict[Any, M]:
+        return await sync_to_async(self.get_many)(pks)
+
+    def invalidate(self, *pks: Any) -> None:
+        """Drop rows from the cache (for writes the app cannot see, such as raw SQL)."""
+        plan = plan_for(self.model)
+        invalidation.invalidate_pks(self.model, [plan.clean_pk(pk) for pk in pks])
+
+    def flush(self) -> None:
+        """Drop the model's whole namespace, O(1) on Redis; old keys expire by TTL."""
+        invalidation.flush(self.model)
+
+    @property
+    def _name(self) -> str:
+        return f"{self.model._meta.object_name}.cached"
+
+    @staticmethod
+    def _choices(plan: ModelPlan) -> str:
+        return ", ".join(["pk", *plan.lookup_fields]) or "pk"
+
+
+class CachedDescriptor:
+    """Gives each model class its own :class:`CachedAccessor`, like a manager."""
+
+    def __init__(self) -> None:
+        self._accessors: dict[type[models.Model], CachedAccessor[Any]] = {}
+
+    @overload
+    def __get__(self, instance: None, owner: type[M]) -> CachedAccessor[M]: ...
+    @overload
+    def __get__(self, instance: models.Model, owner: type[M]) -> CachedAccessor[M]: ...
+    def __get__(self, instance: models.Model | None, owner: type[M]) -> CachedAccessor[M]:
+        if instance is not None:
+            raise AttributeError(
+                f"cached isn't accessible via {owner.__name__} instances; use {owner.__name__}.cached"
+            )
+        try:
+            return self._accessors[owner]
+        except KeyError:
+            accessor = self._accessors[owner] = CachedAccessor(owner)
+            return accessor

@@ -1,0 +1,181 @@
+"""The Redis layer: the django-redis connection, Lua scripts, and the fail-open policy."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
+from typing import Any, ParamSpec, TypeVar
+
+from redis import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from .breaker import CircuitBreaker
+from .conf import conf
+
+__all__ = ["Unavailable", "breaker", "connection", "fail_open", "scripts"]
+
+logger = logging.getLogger("django_cachestrat")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Errors that mean "Redis cannot serve this call": down, unreachable, timed out, out of
+#: memory (a ResponseError), or a socket failure below redis-py.
+REDIS_ERRORS = (RedisError, OSError)
+
+breaker = CircuitBreaker()
+_connections: dict[str, Redis] = {}
+
+
+class Unavailable(Exception):
+    """Redis could not be used for this call; the caller serves from the database."""
+
+
+def connection() -> Redis:
+    """The raw redis-py client behind the configured django-redis cache."""
+    alias = conf.CACHE_ALIAS
+    try:
+        return _connections[alias]
+    except KeyError:
+        from django_redis import get_redis_connection
+
+        client: Redis = get_redis_connection(alias)
+        _connections[alias] = client
+        return client
+
+
+def reset() -> None:
+    """Forget connections (settings changed)."""
+    _connections.clear()
+
+
+def fail_open(func: Callable[P, R]) -> Callable[P, R]:
+    """Run a Redis operation under the breaker; failures become :class:`Unavailable`.
+
+    With ``FAIL_OPEN = False`` the Redis error reaches the caller instead.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not breaker.allow():
+            raise Unavailable("circuit breaker open")
+        try:
+            result = func(*args, **kwargs)
+        except REDIS_ERRORS as exc:
+            breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
+            logger.warning("Redis unavailable, serving from the database: %s", exc)
+            if not conf.FAIL_OPEN:
+                raise
+            raise Unavailable(str(exc)) from exc
+        if breaker.failures and breaker.success():
+            pending.replay()
+        return result
+
+    return wrapper
+
+
+class Script:
+    """One Lua script from ``lua/``, run by EVALSHA and loaded again after a Redis restart."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = resources.files(__package__).joinpath(f"lua/{name}.lua").read_text()
+        self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return run_many(client, [(self, keys, args)])[0]
+
+
+Call = tuple[Script, Sequence[str], Sequence[Any]]
+
+
+def run_many(client: Redis, calls: Sequence[Call]) -> list[Any]:
+    """Run script calls in one pipelined round trip (two if Redis lost its script cache)."""
+    results: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        for i in todo:
+            script, keys, args = calls[i]
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        missing = []
+        for i, out in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(out, NoScriptError) and attempt == 1:
+                missing.append(i)
+            elif isinstance(out, Exception):
+                raise out
+            results[i] = out
+        if not missing:
+            break
+        for script in {calls[i][0] for i in missing}:
+            client.script_load(script.source)
+        todo = missing
+    return results
+
+
+class _Scripts:
+    """The Lua scripts, each in its own file under ``lua/``."""
+
+    def __init__(self) -> None:
+        self.lease = Script("lease")
+        self.fill = Script("fill")
+        self.release = Script("release")
+
+    run_many = staticmethod(run_many)
+
+
+scripts = _Scripts()
+
+
+class PendingInvalidations:
+    """Deletes that could not reach Redis, replayed once it answers again.
+
+    Bounded: past ``LIMIT`` keys the affected models are flushed instead (one INCR each).
+    """
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.keys: set[str] = set()
+        self.generations: set[str] = set()
+
+    def add(self, keys: Iterable[str], generation: str) -> None:
+        with self._lock:
+            if len(self.keys) < self.LIMIT:
+                self.keys.update(keys)
+            else:
+                self.generations.add(generation)
+
+    def add_flush(self, generation: str) -> None:
+        with self._lock:
+            self.generations.add(generation)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.generations)
+
+    def replay(self) -> None:
+        with self._lock:
+            keys, gens = self.keys, self.generations
+            self.keys, self.generations = set(), set()
+        if not (keys or gens):
+            return
+        try:
+            pipe = connection().pipeline(transaction=False)
+            if keys:
+                pipe.delete(*keys)
+            for gen in gens:
+                pipe.incr(gen)
+            pipe.execute()
+            logger.info("Replayed %d invalidations after Redis recovered", len(keys) + len(gens))
+        except REDIS_ERRORS:
+            with self._lock:  # still down: keep them for the next recovery
+                self.keys |= keys
+                self.generations |= gens
+
+
+pending = PendingInvalidations()

@@ -1,0 +1,88 @@
+"""The CACHESTRAT settings, read at call time so ``override_settings`` just works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+__all__ = ["DEFAULTS", "conf"]
+
+#: Every setting with its default; ``docs/configuration.md`` documents each one.
+DEFAULTS: dict[str, Any] = {
+    "CACHE_ALIAS": "default",
+    "KEY_PREFIX": "cs",
+    "TIMEOUT": 3600,
+    "JITTER": 0.1,
+    "NEGATIVE_TIMEOUT": 30,
+    "FAIL_OPEN": True,
+    "MODELS": {},
+    "WRITE_BEHIND": {"INTERVAL": 5, "BATCH_SIZE": 1000},
+    "LEASE_TIMEOUT": 5.0,
+    "LEASE_WAIT": 1.0,
+    "BREAKER_THRESHOLD": 3,
+    "BREAKER_COOLDOWN": 5.0,
+}
+
+
+class Settings:
+    """Typed view of ``settings.CACHESTRAT``; each property reads the setting anew."""
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        value = getattr(settings, "CACHESTRAT", None)
+        return value if isinstance(value, dict) else {}
+
+    def _get(self, name: str) -> Any:
+        return self.raw.get(name, DEFAULTS[name])
+
+    @property
+    def CACHE_ALIAS(self) -> str:  # noqa: N802 - mirrors the setting name
+        return str(self._get("CACHE_ALIAS"))
+
+    @property
+    def KEY_PREFIX(self) -> str:  # noqa: N802
+        return str(self._get("KEY_PREFIX"))
+
+    @property
+    def TIMEOUT(self) -> float:  # noqa: N802
+        return float(self._get("TIMEOUT"))
+
+    @property
+    def JITTER(self) -> float:  # noqa: N802
+        return float(self._get("JITTER"))
+
+    @property
+    def NEGATIVE_TIMEOUT(self) -> float:  # noqa: N802
+        return float(self._get("NEGATIVE_TIMEOUT"))
+
+    @property
+    def FAIL_OPEN(self) -> bool:  # noqa: N802
+        return bool(self._get("FAIL_OPEN"))
+
+    @property
+    def MODELS(self) -> dict[str, dict[str, Any]]:  # noqa: N802
+        return dict(self._get("MODELS"))
+
+    @property
+    def WRITE_BEHIND(self) -> dict[str, Any]:  # noqa: N802
+        return {**DEFAULTS["WRITE_BEHIND"], **self._get("WRITE_BEHIND")}
+
+    @property
+    def LEASE_TIMEOUT(self) -> float:  # noqa: N802
+        return float(self._get("LEASE_TIMEOUT"))
+
+    @property
+    def LEASE_WAIT(self) -> float:  # noqa: N802
+        return float(self._get("LEASE_WAIT"))
+
+    @property
+    def BREAKER_THRESHOLD(self) -> int:  # noqa: N802
+        return int(self._get("BREAKER_THRESHOLD"))
+
+    @property
+    def BREAKER_COOLDOWN(self) -> float:  # noqa: N802
+        return float(self._get("BREAKER_COOLDOWN"))
+
+
+conf = Settings()

@@ -1,0 +1,65 @@
+"""Redis key layout: namespace, schema hash and hash tags."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from django.db import models
+
+__all__ = ["KeySpace", "key_part", "schema_hash"]
+
+#: Bumped when the payload format changes, so old payloads are never decoded.
+FORMAT_VERSION = "1"
+
+
+def schema_hash(model: type[models.Model]) -> str:
+    """A short hash of the concrete fields: a migration changes every key of the model."""
+    parts = [FORMAT_VERSION]
+    for field in model._meta.concrete_fields:
+        kind = f"{type(field).__module__}.{type(field).__qualname__}"
+        parts.append(f"{field.attname}:{field.column}:{kind}:{field.get_internal_type()}")
+    return hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()[:8]
+
+
+def key_part(value: Any) -> str:
+    """The text of a pk or lookup value inside a key (normalised by the caller)."""
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    return str(value)
+
+
+class KeySpace:
+    """Every key of one model: ``{prefix}:{app_label}.{model}:{schema}:{{pk}}`` and friends.
+
+    The ``{...}`` hash tag holds only the pk (or lookup value), so a row, its lease and its
+    lookup's lease live in one Redis Cluster slot and every Lua script stays single-slot.
+    """
+
+    __slots__ = ("base", "generation", "label", "namespace")
+
+    def __init__(self, prefix: str, model: type[models.Model]) -> None:
+        concrete = model._meta.concrete_model
+        assert concrete is not None
+        self.label = concrete._meta.label_lower
+        self.namespace = f"{prefix}:{self.label}:"
+        self.base = f"{self.namespace}{schema_hash(concrete)}:"
+        # Flushing a model bumps this counter; payloads carry the generation they were
+        # filled under, so a flush is one INCR and old payloads read as misses.
+        self.generation = f"{self.namespace}gen"
+
+    def row(self, pk: Any) -> str:
+        return f"{self.base}{{{key_part(pk)}}}"
+
+    def lookup(self, field: str, value: Any) -> str:
+        return f"{self.base}{field}:{{{key_part(value)}}}"
+
+    @staticmethod
+    def lease(key: str) -> str:
+        return f"{key}:lease"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the model, whatever its schema."""
+        return f"{self.namespace}*"

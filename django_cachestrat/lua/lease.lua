@@ -1,0 +1,22 @@
+-- Read a value, or take the lease to fill it (one atomic step, so no reader can miss the
+-- value and then take a lease that a fill has just released).
+-- Returns the value if present, 1 if the lease was taken, 0 if another caller holds it.
+local value_key = KEYS[1]
+local lease_key = KEYS[2]
+local token = ARGV[1]
+local lease_ms = ARGV[2]
+local discard = ARGV[3]
+
+local value = redis.call("GET", value_key)
+if value and value ~= discard then
+  return value
+end
+-- NOTE: a value the caller could not use (corrupt, old generation) is removed only if it
+-- is still the very value the caller saw; a fresh fill is never lost.
+if value then
+  redis.call("DEL", value_key)
+end
+if redis.call("SET", lease_key, token, "NX", "PX", lease_ms) then
+  return 1
+end
+return 0

@@ -1,0 +1,19 @@
+"""``CacheAsideMixin``: opt a model into cache-aside reads and delete-on-save invalidation."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .accessor import CachedDescriptor
+
+__all__ = ["CacheAsideMixin"]
+
+
+class CacheAsideMixin:
+    """Adds ``Model.cached`` and nothing else: managers and fields are left as they are.
+
+    Options go in a nested ``class CacheMeta`` (``timeout``, ``lookups``, ``strategy``,
+    ``counters``, ``transparent``); entries in ``CACHESTRAT["MODELS"]`` win over it.
+    """
+
+    cached: ClassVar[CachedDescriptor] = CachedDescriptor()

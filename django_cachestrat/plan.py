@@ -1,0 +1,72 @@
+"""The per-model plan: keys, codec and options, built once and rebuilt when settings change."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from .conf import conf
+from .keys import KeySpace
+from .options import ModelOptions, options_for
+from .serializers import Codec
+
+__all__ = ["ModelPlan", "plan_for", "reset_plans"]
+
+
+class ModelPlan:
+    """Everything the read and write paths need about one model, computed once."""
+
+    def __init__(self, model: type[models.Model]) -> None:
+        self.model = model
+        meta = model._meta
+        self.concrete = meta.concrete_model or model
+        self.options: ModelOptions = options_for(model)
+        self.keys = KeySpace(conf.KEY_PREFIX, model)
+        self.codec = Codec(model)
+        self.pk_field = meta.pk
+        self.lookup_fields = {name: meta.get_field(name) for name in self.options.lookups}
+        timeout = self.options.timeout
+        self.timeout = conf.TIMEOUT if timeout is None else float(timeout)
+        self.negative_timeout = conf.NEGATIVE_TIMEOUT
+        self.jitter = conf.JITTER
+        self.lease_ms = max(1, int(conf.LEASE_TIMEOUT * 1000))
+        self.lease_wait = conf.LEASE_WAIT
+
+    def ttl_ms(self, timeout: float | None = None) -> int:
+        """A TTL drawn uniformly in ``timeout * (1 ± JITTER)``, so hot keys spread out."""
+        base = self.timeout if timeout is None else timeout
+        spread = base * self.jitter
+        return max(1, int((base + random.uniform(-spread, spread)) * 1000))
+
+    def clean_pk(self, value: Any) -> Any:
+        return self.clean(self.pk_field, value)
+
+    def clean(self, field: Any, value: Any) -> Any:
+        """Normalise a lookup value the way the ORM would, or raise a clear ValueError."""
+        if isinstance(value, models.Model):
+            value = value.pk
+        try:
+            return field.to_python(value)
+        except ValidationError as exc:
+            raise ValueError(
+                f"{self.model._meta.label}.cached: {field.name}={value!r} is not a valid "
+                f"value for {type(field).__name__} {field.name!r} ({'; '.join(exc.messages)})"
+            ) from None
+
+
+_plans: dict[type[models.Model], ModelPlan] = {}
+
+
+def plan_for(model: type[models.Model]) -> ModelPlan:
+    try:
+        return _plans[model]
+    except KeyError:
+        plan = _plans[model] = ModelPlan(model)
+        return plan
+
+
+def reset_plans() -> None:
+    _plans.clear()

@@ -1,0 +1,36 @@
+"""Fixtures shared by the suite: a clean Redis database per test, and query counting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_redis import get_redis_connection
+
+from django_cachestrat.client import breaker, pending
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    client = get_redis_connection("default")
+    client.flushdb()
+    breaker.failures = 0
+    breaker.open_until = 0.0
+    pending.keys.clear()
+    pending.generations.clear()
+    yield
+    client.flushdb()
+
+
+@pytest.fixture
+def redis_client() -> Any:
+    return get_redis_connection("default")
+
+
+@pytest.fixture
+def queries() -> Callable[[], CaptureQueriesContext]:
+    """``with queries() as q: ...; len(q)`` counts the SQL statements of the block."""
+    return lambda: CaptureQueriesContext(connection)

@@ -1,0 +1,25 @@
+"""Domain helpers for assertions about the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+
+def count_queries(func: Callable[[], Any]) -> tuple[Any, int]:
+    with CaptureQueriesContext(connection) as ctx:
+        result = func()
+    return result, len(ctx.captured_queries)
+
+
+def assert_cached(func: Callable[[], Any]) -> Any:
+    """The first call reads the database once; the second is served with no query."""
+    first, n_first = count_queries(func)
+    assert n_first == 1, f"first call ran {n_first} queries, expected 1"
+    second, n_second = count_queries(func)
+    assert n_second == 0, f"second call ran {n_second} queries, expected 0"
+    assert first == second
+    return second

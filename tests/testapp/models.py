@@ -1,0 +1,76 @@
+"""Models covering every field type the codec supports."""
+
+import uuid
+
+from django.db import models
+
+from django_cachestrat.mixins import CacheAsideMixin
+
+
+class Team(CacheAsideMixin, models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=30, unique=True)
+
+
+class Profile(CacheAsideMixin, models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "a", "Active"
+        BANNED = "b", "Banned"
+
+    username = models.CharField(max_length=50, unique=True)
+    email = models.EmailField(blank=True)
+    bio = models.TextField(blank=True)
+    age = models.IntegerField(default=0)
+    score = models.BigIntegerField(default=0)
+    likes = models.PositiveIntegerField(default=0)
+    balance = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    active = models.BooleanField(default=True)
+    born = models.DateField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    wakes_at = models.TimeField(null=True, blank=True)
+    ref = models.UUIDField(default=uuid.uuid4)
+    ratio = models.FloatField(default=0.0)
+    data = models.JSONField(default=dict, blank=True)
+    blob = models.BinaryField(null=True, blank=True)
+    idle = models.DurationField(null=True, blank=True)
+    status = models.CharField(max_length=1, choices=Status.choices, default=Status.ACTIVE)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
+    tags = models.ManyToManyField(Tag, blank=True)
+
+    class CacheMeta:
+        lookups = ("username",)
+        counters = ("likes",)
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class ProfileProxy(Profile):
+    class Meta:
+        proxy = True
+
+
+class Item(CacheAsideMixin, models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    code = models.CharField(max_length=20, unique=True)
+
+    class CacheMeta:
+        lookups = ("code",)
+        timeout = 60
+
+
+class Place(CacheAsideMixin, models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Restaurant(Place):
+    stars = models.IntegerField(default=0)
+
+
+class Plain(models.Model):
+    """Not cached unless a test names it in CACHESTRAT["MODELS"]."""
+
+    title = models.CharField(max_length=50)
