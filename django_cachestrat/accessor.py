@@ -86,9 +86,8 @@ class CachedDescriptor:
     def __get__(self, instance: models.Model, owner: type[M]) -> CachedAccessor[M]: ...
     def __get__(self, instance: models.Model | None, owner: type[M]) -> CachedAccessor[M]:
         if instance is not None:
-            raise AttributeError(
-                f"cached isn't accessible via {owner.__name__} instances; use {owner.__name__}.cached"
-            )
+            name = owner.__name__
+            raise AttributeError(f"cached isn't accessible via {name} instances; use {name}.cached")
         try:
             return self._accessors[owner]
         except KeyError:

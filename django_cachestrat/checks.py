@@ -1,4 +1,4 @@
-"""System checks for ``CACHESTRAT`` and every ``CacheMeta`` (ids are documented in docs/checks.md)."""
+"""System checks for ``CACHESTRAT`` and every ``CacheMeta``; ids are listed in docs/checks.md."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     raw = getattr(settings, "CACHESTRAT", {})
     if not isinstance(raw, dict):
         return [_error("CACHESTRAT must be a dict.", "Set CACHESTRAT = {...}.", "E001")]
-    errors = list(_check_keys(raw))
+    errors: list[CheckMessage] = list(_check_keys(raw))
     errors += _check_cache_alias(raw.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"]))
     errors += _check_write_behind(raw.get("WRITE_BEHIND", {}))
     if isinstance(raw.get("MODELS", {}), dict):
@@ -239,7 +239,9 @@ def _check_option(model: type[models.Model], name: str, value: Any, where: str) 
             ]
         return []
     if isinstance(value, str) or not isinstance(value, list | tuple):
-        return [_error(f"{where}.{name} must be a list or tuple of field names.", "", "E014", model)]
+        return [
+            _error(f"{where}.{name} must be a list or tuple of field names.", "", "E014", model)
+        ]
     check = _check_lookup if name == "lookups" else _check_counter
     return [e for field_name in value for e in check(model, field_name, where)]
 
@@ -253,7 +255,12 @@ def _field(model: type[models.Model], name: Any) -> Any:
 
 def _check_lookup(model: type[models.Model], name: Any, where: str) -> list[Error]:
     field = _field(model, name)
-    if field is not None and field.concrete and getattr(field, "unique", False) and not field.primary_key:
+    if (
+        field is not None
+        and field.concrete
+        and getattr(field, "unique", False)
+        and not field.primary_key
+    ):
         return []
     return [
         _error(
@@ -271,7 +278,7 @@ def _check_counter(model: type[models.Model], name: Any, where: str) -> list[Err
         return []
     return [
         _error(
-            f"{where}.counters names {name!r}, which is not an integer field of {model._meta.label}.",
+            f"{where}.counters names {name!r}, not an integer field of {model._meta.label}.",
             "Write-behind counters must be IntegerField, BigIntegerField or their variants.",
             "E011",
             model,

@@ -37,51 +37,51 @@ class Settings:
         return self.raw.get(name, DEFAULTS[name])
 
     @property
-    def CACHE_ALIAS(self) -> str:  # noqa: N802 - mirrors the setting name
+    def CACHE_ALIAS(self) -> str:
         return str(self._get("CACHE_ALIAS"))
 
     @property
-    def KEY_PREFIX(self) -> str:  # noqa: N802
+    def KEY_PREFIX(self) -> str:
         return str(self._get("KEY_PREFIX"))
 
     @property
-    def TIMEOUT(self) -> float:  # noqa: N802
+    def TIMEOUT(self) -> float:
         return float(self._get("TIMEOUT"))
 
     @property
-    def JITTER(self) -> float:  # noqa: N802
+    def JITTER(self) -> float:
         return float(self._get("JITTER"))
 
     @property
-    def NEGATIVE_TIMEOUT(self) -> float:  # noqa: N802
+    def NEGATIVE_TIMEOUT(self) -> float:
         return float(self._get("NEGATIVE_TIMEOUT"))
 
     @property
-    def FAIL_OPEN(self) -> bool:  # noqa: N802
+    def FAIL_OPEN(self) -> bool:
         return bool(self._get("FAIL_OPEN"))
 
     @property
-    def MODELS(self) -> dict[str, dict[str, Any]]:  # noqa: N802
+    def MODELS(self) -> dict[str, dict[str, Any]]:
         return dict(self._get("MODELS"))
 
     @property
-    def WRITE_BEHIND(self) -> dict[str, Any]:  # noqa: N802
+    def WRITE_BEHIND(self) -> dict[str, Any]:
         return {**DEFAULTS["WRITE_BEHIND"], **self._get("WRITE_BEHIND")}
 
     @property
-    def LEASE_TIMEOUT(self) -> float:  # noqa: N802
+    def LEASE_TIMEOUT(self) -> float:
         return float(self._get("LEASE_TIMEOUT"))
 
     @property
-    def LEASE_WAIT(self) -> float:  # noqa: N802
+    def LEASE_WAIT(self) -> float:
         return float(self._get("LEASE_WAIT"))
 
     @property
-    def BREAKER_THRESHOLD(self) -> int:  # noqa: N802
+    def BREAKER_THRESHOLD(self) -> int:
         return int(self._get("BREAKER_THRESHOLD"))
 
     @property
-    def BREAKER_COOLDOWN(self) -> float:  # noqa: N802
+    def BREAKER_COOLDOWN(self) -> float:
         return float(self._get("BREAKER_COOLDOWN"))
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 
 from .conf import conf
@@ -27,7 +27,11 @@ class ModelPlan:
         self.keys = KeySpace(conf.KEY_PREFIX, model)
         self.codec = Codec(model)
         self.pk_field = meta.pk
-        self.lookup_fields = {name: meta.get_field(name) for name in self.options.lookups}
+        self.lookup_fields: dict[str, models.Field[Any, Any]] = {
+            name: cast("models.Field[Any, Any]", meta.get_field(name))
+            for name in self.options.lookups
+        }
+        self.does_not_exist: type[ObjectDoesNotExist] = model.DoesNotExist  # type: ignore[attr-defined]
         timeout = self.options.timeout
         self.timeout = conf.TIMEOUT if timeout is None else float(timeout)
         self.negative_timeout = conf.NEGATIVE_TIMEOUT

@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import models, router
 
-from .client import Unavailable, connection, fail_open, scripts
+from .client import Unavailable, connection, fail_open
+from .leases import MISSING, Loaded, Miss, leased
 from .plan import ModelPlan
 from .serializers import ABSENT, POINTER, ROW, CorruptPayload
 from .transactions import can_fill, is_model_touched, is_touched
 
 __all__ = ["get", "get_by_lookup", "get_many"]
 
-#: A decoded "this row does not exist" marker (a miss sentinel, never None).
-MISSING: Any = object()
-
-
-class _Miss(NamedTuple):
-    ident: Any  # the pk, or the lookup value
-    key: str
-    discard: bytes  # the unusable value seen under this key, removed when taking the lease
-
-
-# What a leased load returns per ident: the value for the caller, and the payload to store
-# (None: do not store, give the lease back).
-Loaded = dict[Any, tuple[Any, bytes | None]]
-
 
 @fail_open
 def _mget(keys: list[str]) -> list[bytes | None]:
     return connection().mget(keys)  # type: ignore[return-value]
-
-
-@fail_open
-def _leases(plan: ModelPlan, misses: Sequence[_Miss]) -> list[Any]:
-    token = os.urandom(8).hex()
-    calls = [
-        (scripts.lease, (m.key, plan.keys.lease(m.key)), (token, plan.lease_ms, m.discard))
-        for m in misses
-    ]
-    outcomes = scripts.run_many(connection(), calls)
-    return [(token if out == 1 else out) for out in outcomes]
-
-
-@fail_open
-def _store(plan: ModelPlan, stores: Sequence[tuple[_Miss, str, bytes | None, float]]) -> None:
-    calls = []
-    for miss, token, payload, timeout in stores:
-        lease = plan.keys.lease(miss.key)
-        if payload is None:
-            calls.append((scripts.release, (lease,), (token,)))
-        else:
-            calls.append((scripts.fill, (miss.key, lease), (token, payload, plan.ttl_ms(timeout))))
-    scripts.run_many(connection(), calls)
 
 
 def decode_row(plan: ModelPlan, data: bytes, generation: bytes, using: str) -> Any:
@@ -68,7 +32,7 @@ def decode_row(plan: ModelPlan, data: bytes, generation: bytes, using: str) -> A
     if payload.generation != generation:
         return None
     if payload.kind == ROW:
-        return plan.model.from_db(using, None, payload.values)
+        return plan.model.from_db(using, plan.codec.attnames, payload.values)
     return MISSING if payload.kind == ABSENT else None
 
 
@@ -87,12 +51,14 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
     if data is not None:
         found = decode_row(plan, data, generation, using)
         if found is MISSING:
-            raise plan.model.DoesNotExist(_not_found(plan, "pk", pk))
+            raise plan.does_not_exist(_not_found(plan, "pk", pk))
         if found is not None:
             return found  # type: ignore[no-any-return]
-    rows = _resolve_rows(plan, [_Miss(pk, key, data or b"")], generation, using)
+    rows: dict[Any, models.Model] = _resolve_rows(
+        plan, [Miss(pk, key, data or b"")], generation, using
+    )
     if pk not in rows:
-        raise plan.model.DoesNotExist(_not_found(plan, "pk", pk))
+        raise plan.does_not_exist(_not_found(plan, "pk", pk))
     return rows[pk]
 
 
@@ -118,7 +84,7 @@ def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
     for pk, key, data in zip(clean, keys, values, strict=True):
         found = decode_row(plan, data, generation, using) if data is not None else None
         if found is None:
-            misses.append(_Miss(pk, key, data or b""))
+            misses.append(Miss(pk, key, data or b""))
         elif found is not MISSING:
             result[pk] = found
     if misses:
@@ -141,13 +107,13 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
     generation = generation or b""
     pk = _decode_pointer(plan, data, generation) if data is not None else None
     if pk is None:
-        pks = _resolve_lookup(plan, name, [_Miss(value, key, data or b"")], generation, using)
+        pks = _resolve_lookup(plan, name, [Miss(value, key, data or b"")], generation, using)
         pk = pks.get(value, MISSING)
     if pk is MISSING:
-        raise plan.model.DoesNotExist(_not_found(plan, name, value))
+        raise plan.does_not_exist(_not_found(plan, name, value))
     try:
         instance = get(plan, pk)
-    except plan.model.DoesNotExist:
+    except plan.does_not_exist:
         instance = None
     # The pointer is checked against the row, so a renamed or deleted row never resolves
     # by its old value; no extra query on save is needed to find the old value.
@@ -181,12 +147,12 @@ def warm(plan: ModelPlan, pks: Iterable[Any]) -> None:
         generation = _mget([plan.keys.generation])[0] or b""
     except Unavailable:
         return
-    misses = [_Miss(pk, plan.keys.row(pk), b"") for pk in pks]
+    misses = [Miss(pk, plan.keys.row(pk), b"") for pk in pks]
     _resolve_rows(plan, misses, generation, using, wait=False)
 
 
 def _resolve_rows(
-    plan: ModelPlan, misses: list[_Miss], generation: bytes, using: str, wait: bool = True
+    plan: ModelPlan, misses: list[Miss], generation: bytes, using: str, wait: bool = True
 ) -> Any:
     def decode(data: bytes) -> Any:
         return decode_row(plan, data, generation, using)
@@ -201,11 +167,11 @@ def _resolve_rows(
             loaded[pk] = (row, _row_payload(plan, row, generation, spent_ms))
         return loaded
 
-    return _leased(plan, misses, decode, load, using, wait)
+    return leased(plan, misses, decode, load, using, wait)
 
 
 def _resolve_lookup(
-    plan: ModelPlan, name: str, misses: list[_Miss], generation: bytes, using: str
+    plan: ModelPlan, name: str, misses: list[Miss], generation: bytes, using: str
 ) -> Any:
     codec = plan.codec
 
@@ -226,94 +192,7 @@ def _resolve_lookup(
             loaded[value] = (pk, payload)
         return loaded
 
-    return _leased(plan, misses, decode, load, using)
-
-
-def _leased(
-    plan: ModelPlan,
-    misses: list[_Miss],
-    decode: Callable[[bytes], Any],
-    load: Callable[[list[Any]], Loaded],
-    using: str,
-    wait: bool = True,
-) -> dict[Any, Any]:
-    """Resolve misses under leases (Nishtala et al., NSDI 2013, §3.2).
-
-    The holder of a key's lease reads the database and fills; the others wait, with a
-    bounded back-off, for that fill, then read the database without filling. Absent rows
-    are left out of the result.
-    """
-    found: dict[Any, Any] = {}
-    if not can_fill(using):
-        misses_left = misses
-    else:
-        misses_left = _lease_rounds(plan, misses, decode, load, found, wait)
-    if misses_left and wait:
-        loaded = load([m.ident for m in misses_left])
-        found.update((k, v) for k, (v, _) in loaded.items())
-    return {k: v for k, v in found.items() if v is not MISSING}
-
-
-def _lease_rounds(
-    plan: ModelPlan,
-    misses: list[_Miss],
-    decode: Callable[[bytes], Any],
-    load: Callable[[list[Any]], Loaded],
-    found: dict[Any, Any],
-    wait: bool,
-) -> list[_Miss]:
-    deadline = time.monotonic() + (plan.lease_wait if wait else 0.0)
-    delay = 0.002
-    while misses:
-        try:
-            outcomes = _leases(plan, misses)
-        except Unavailable:
-            return misses
-        mine: list[tuple[_Miss, str]] = []
-        waiting: list[_Miss] = []
-        for miss, out in zip(misses, outcomes, strict=True):
-            if isinstance(out, str):
-                mine.append((miss, out))
-            elif isinstance(out, bytes) and (value := decode(out)) is not None:
-                found[miss.ident] = value
-            else:
-                waiting.append(miss._replace(discard=out if isinstance(out, bytes) else b""))
-        if mine:
-            _load_and_fill(plan, mine, load, found)
-        misses = waiting
-        remaining = deadline - time.monotonic()
-        if not misses or remaining <= 0:
-            break
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.05)
-    return misses
-
-
-def _load_and_fill(
-    plan: ModelPlan,
-    mine: list[tuple[_Miss, str]],
-    load: Callable[[list[Any]], Loaded],
-    found: dict[Any, Any],
-) -> None:
-    try:
-        loaded = load([m.ident for m, _ in mine])
-    except BaseException:
-        _give_back(plan, [(m, token, None, 0.0) for m, token in mine])
-        raise
-    stores = []
-    for miss, token in mine:
-        value, payload = loaded[miss.ident]
-        found[miss.ident] = value
-        timeout = plan.negative_timeout if value is MISSING else plan.timeout
-        stores.append((miss, token, payload if timeout > 0 else None, timeout))
-    _give_back(plan, stores)
-
-
-def _give_back(plan: ModelPlan, stores: list[tuple[_Miss, str, bytes | None, float]]) -> None:
-    try:
-        _store(plan, stores)
-    except Unavailable:
-        pass  # the leases expire on their own
+    return leased(plan, misses, decode, load, using)
 
 
 def _row_payload(plan: ModelPlan, row: Any, generation: bytes, spent_ms: int) -> bytes | None:
@@ -331,10 +210,8 @@ def _delete(keys: list[str]) -> None:
 
 
 def _forget(key: str) -> None:
-    try:
+    with contextlib.suppress(Unavailable):
         _delete([key])
-    except Unavailable:
-        pass
 
 
 def _db_rows(plan: ModelPlan, pks: list[Any], using: str) -> dict[Any, models.Model]:
