@@ -163,7 +163,7 @@ def _resolve_rows(
         spent_ms = int((time.perf_counter() - start) * 1000)
         loaded: Loaded = {}
         for pk in pks:
-            row = rows.get(pk)
+            row = rows.get(pk, MISSING)
             loaded[pk] = (row, _row_payload(plan, row, generation, spent_ms))
         return loaded
 
@@ -196,7 +196,7 @@ def _resolve_lookup(
 
 
 def _row_payload(plan: ModelPlan, row: Any, generation: bytes, spent_ms: int) -> bytes | None:
-    if row is None:
+    if row is MISSING:
         return plan.codec.dump_marker(ABSENT, generation)
     try:
         return plan.codec.dump_row(row, generation, spent_ms)

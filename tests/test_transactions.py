@@ -1,0 +1,130 @@
+"""Transactions: read your own writes, nothing uncommitted shared, rollbacks leave no trace."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections, transaction
+
+from django_cachestrat.plan import plan_for
+from tests.factories import ProfileFactory
+from tests.helpers import count_queries
+from tests.testapp.models import Profile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def in_other_thread(func):
+    """Run ``func`` in a fresh thread (its own database connection) and return its result."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = func()
+        finally:
+            connections.close_all()
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    return out["value"]
+
+
+def test_read_your_own_writes_inside_a_transaction():
+    profile = ProfileFactory(age=1)
+    Profile.cached.get(pk=profile.pk)
+    with transaction.atomic():
+        profile.age = 2
+        profile.save()
+        assert Profile.cached.get(pk=profile.pk).age == 2
+        assert Profile.cached.get_many([profile.pk])[profile.pk].age == 2
+        # Another connection must not see the uncommitted row, from the cache or otherwise.
+        assert in_other_thread(lambda: Profile.cached.get(pk=profile.pk).age) == 1
+    assert Profile.cached.get(pk=profile.pk).age == 2
+
+
+def test_uncommitted_rows_never_reach_the_shared_cache(redis_client):
+    profile = ProfileFactory(age=1)
+    key = plan_for(Profile).keys.row(profile.pk)
+    with transaction.atomic():
+        profile.age = 2
+        profile.save()
+        for _ in range(3):
+            Profile.cached.get(pk=profile.pk)
+        assert redis_client.get(key) is None
+
+
+def test_created_row_is_visible_to_its_transaction_only():
+    with transaction.atomic():
+        profile = ProfileFactory(username="new")
+        assert Profile.cached.get(pk=profile.pk).username == "new"
+        assert Profile.cached.get(username="new").pk == profile.pk
+        assert in_other_thread(lambda: Profile.cached.get_many([profile.pk])) == {}
+    assert Profile.cached.get(username="new").pk == profile.pk
+
+
+def test_rollback_leaves_the_cache_as_it_was():
+    profile = ProfileFactory(age=1)
+    Profile.cached.get(pk=profile.pk)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        profile.age = 2
+        profile.save()
+        raise RuntimeError("roll back")
+    got, _ = count_queries(lambda: Profile.cached.get(pk=profile.pk))
+    assert got.age == 1
+    # After the rollback the row is served from the cache again, not from the database.
+    assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+
+
+def test_rolled_back_savepoint_stops_bypassing_but_outer_writes_still_do():
+    a = ProfileFactory(age=1)
+    b = ProfileFactory(age=1)
+    Profile.cached.get_many([a.pk, b.pk])
+    with transaction.atomic():
+        a.age = 2
+        a.save()
+        with pytest.raises(RuntimeError), transaction.atomic():
+            b.age = 2
+            b.save()
+            raise RuntimeError
+        assert Profile.cached.get(pk=a.pk).age == 2
+        assert Profile.cached.get(pk=b.pk).age == 1
+
+
+def test_reads_inside_a_transaction_still_use_the_cache_for_untouched_rows():
+    profile = ProfileFactory()
+    with transaction.atomic():
+        Profile.cached.get(pk=profile.pk)
+        assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+
+
+def test_snapshot_isolation_transactions_do_not_fill(redis_client):
+    from psycopg import IsolationLevel
+
+    profile = ProfileFactory()
+    key = plan_for(Profile).keys.row(profile.pk)
+    conn = connections["default"]
+    conn.close()
+    conn.settings_dict["OPTIONS"]["isolation_level"] = IsolationLevel.REPEATABLE_READ
+    try:
+        with transaction.atomic():
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW transaction_isolation")
+                assert cursor.fetchone()[0] == "repeatable read"
+            assert Profile.cached.get(pk=profile.pk).pk == profile.pk
+            assert redis_client.get(key) is None  # an old snapshot must never be shared
+        Profile.cached.get(pk=profile.pk)  # outside the transaction it fills as usual
+        assert redis_client.get(key) is not None
+    finally:
+        conn.close()
+        del conn.settings_dict["OPTIONS"]["isolation_level"]
+
+
+def test_state_does_not_leak_after_commit():
+    from django_cachestrat import transactions
+
+    profile = ProfileFactory()
+    with transaction.atomic():
+        profile.save()
+    assert transactions._local.states == {}
