@@ -23,3 +23,13 @@ def assert_cached(func: Callable[[], Any]) -> Any:
     assert n_second == 0, f"second call ran {n_second} queries, expected 0"
     assert first == second
     return second
+
+
+def queries_raising(exc: type[BaseException], func: Callable[[], Any]) -> int:
+    """Run ``func``, which must raise ``exc``; return how many queries it ran."""
+    with CaptureQueriesContext(connection) as ctx:
+        try:
+            func()
+        except exc:
+            return len(ctx.captured_queries)
+    raise AssertionError(f"{exc.__name__} not raised")
