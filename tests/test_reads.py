@@ -83,10 +83,7 @@ def test_get_by_lookup_shares_the_row_with_get_by_pk():
 def test_missing_lookup_raises_does_not_exist():
     with pytest.raises(Profile.DoesNotExist, match="username='ghost'"):
         Profile.cached.get(username="ghost")
-    _, n = count_queries(
-        lambda: pytest.raises(Profile.DoesNotExist, Profile.cached.get, username="ghost")
-    )
-    assert n == 0
+    assert queries_raising(Profile.DoesNotExist, lambda: Profile.cached.get(username="ghost")) == 0
 
 
 def test_get_many_returns_present_rows_and_omits_absent_ones():
