@@ -55,4 +55,10 @@ class CircuitBreaker:
                     self.trips += 1
                 self.open_until = time.monotonic() + cooldown
 
+    def reset(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self.open_until = 0.0
+            self.trips = 0
+
     _cooldown = 5.0

@@ -17,8 +17,7 @@ from django_cachestrat.client import breaker, pending
 def clean_redis() -> Iterator[None]:
     client = get_redis_connection("default")
     client.flushdb()
-    breaker.failures = 0
-    breaker.open_until = 0.0
+    breaker.reset()
     pending.keys.clear()
     pending.generations.clear()
     yield

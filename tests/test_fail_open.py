@@ -1,0 +1,126 @@
+"""Fail-open: with Redis stopped, reads come from the database and writes succeed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+from django_redis import get_redis_connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from django_cachestrat.client import breaker, pending
+from tests.factories import ProfileFactory
+from tests.helpers import count_queries
+from tests.servers import RedisServer
+from tests.testapp.models import Profile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def flaky() -> Iterator[RedisServer]:
+    """CACHESTRAT pointed at a redis-server of the test's own, with short timeouts."""
+    server = RedisServer()
+    server.start()
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "flaky": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        },
+    }
+    cachestrat = {"CACHE_ALIAS": "flaky", "BREAKER_THRESHOLD": 2, "BREAKER_COOLDOWN": 0.5}
+    try:
+        with override_settings(CACHES=caches, CACHESTRAT=cachestrat):
+            yield server
+    finally:
+        server.stop()
+
+
+def test_reads_and_writes_work_with_redis_stopped(flaky):
+    profile = ProfileFactory(username="solo", age=1)
+    Profile.cached.get(pk=profile.pk)
+    flaky.stop()
+    assert Profile.cached.get(pk=profile.pk).age == 1
+    assert Profile.cached.get(username="solo").pk == profile.pk
+    assert list(Profile.cached.get_many([profile.pk, 999])) == [profile.pk]
+    profile.age = 2
+    profile.save()
+    ProfileFactory(username="another")
+    profile.delete()
+    Profile.cached.invalidate(1)
+    Profile.cached.flush()
+    with pytest.raises(Profile.DoesNotExist):
+        Profile.cached.get(pk=profile.pk)
+
+
+def test_breaker_opens_so_a_dead_redis_costs_no_timeout_per_call(flaky):
+    profile = ProfileFactory()
+    flaky.stop()
+    for _ in range(2):  # the threshold
+        Profile.cached.get(pk=profile.pk)
+    assert breaker.is_open
+    start = time.perf_counter()
+    for _ in range(50):
+        Profile.cached.get(pk=profile.pk)
+    per_call = (time.perf_counter() - start) / 50
+    assert per_call < 0.05, f"{per_call * 1000:.1f} ms per read while the breaker is open"
+
+
+def test_breaker_closes_again_once_redis_is_back(flaky):
+    profile = ProfileFactory()
+    flaky.stop()
+    for _ in range(3):
+        Profile.cached.get(pk=profile.pk)
+    assert breaker.is_open and breaker.trips == 1
+    flaky.start()
+    time.sleep(0.6)  # the cool-down
+    Profile.cached.get(pk=profile.pk)  # the probe succeeds and closes the breaker
+    assert not breaker.is_open and breaker.failures == 0
+    assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+
+
+def test_invalidations_missed_during_an_outage_are_replayed(flaky):
+    profile = ProfileFactory(age=1)
+    Profile.cached.get(pk=profile.pk)
+    # Pause the server (connections hang, then time out) instead of stopping it, so the
+    # cached row survives the outage: the stale-after-recovery case.
+    client = get_redis_connection("flaky")
+    client.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    profile.age = 2
+    profile.save()  # both deletes time out
+    assert pending.keys
+    time.sleep(1.6)
+    Profile.cached.get(pk=profile.pk)  # any successful call replays the deletes first...
+    assert Profile.cached.get(pk=profile.pk).age == 2  # ...so the old row is gone
+    assert not pending
+
+
+def test_out_of_memory_redis_falls_back_to_the_database(flaky):
+    profiles = ProfileFactory.create_batch(3)
+    client = get_redis_connection("flaky")
+    client.config_set("maxmemory", "1")  # every write is refused with an OOM error
+    client.config_set("maxmemory-policy", "noeviction")
+    got = Profile.cached.get_many([p.pk for p in profiles])
+    assert sorted(got) == sorted(p.pk for p in profiles)
+    assert Profile.cached.get(pk=profiles[0].pk).pk == profiles[0].pk
+
+
+@override_settings(CACHESTRAT={"FAIL_OPEN": False})
+def test_fail_open_off_raises_redis_errors():
+    server = RedisServer()
+    server.start()
+    server.stop()
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2},
+        }
+    }
+    profile = ProfileFactory.build(pk=1)
+    with override_settings(CACHES=caches), pytest.raises(RedisConnectionError):
+        Profile.cached.get(pk=profile.pk)
