@@ -24,10 +24,19 @@ class CachestratConfig(AppConfig):
 
 
 def wire() -> None:
-    """Give settings-named models a ``cached`` accessor and connect the receivers."""
+    """Give settings-named models a ``cached`` accessor, connect the receivers and watch
+    every database connection for writes that send no signal."""
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    from . import statements
     from .accessor import CachedDescriptor
     from .invalidation import connect_receivers
     from .options import cached_models
+
+    connection_created.connect(statements.install, dispatch_uid="django_cachestrat.statements")
+    for conn in connections.all(initialized_only=True):
+        statements.install(conn)
 
     try:
         models_ = cached_models()
@@ -41,11 +50,12 @@ def wire() -> None:
 
 def reset() -> None:
     """Forget everything derived from settings."""
-    from . import client, invalidation, plan
+    from . import client, invalidation, plan, statements
 
     plan.reset_plans()
     client.reset()
     invalidation.reset()
+    statements.reset()
     wire()
 
 

@@ -144,16 +144,15 @@ class PendingInvalidations:
         self.keys: set[str] = set()
         self.generations: set[str] = set()
 
-    def add(self, keys: Iterable[str], generation: str) -> None:
+    def add(self, keys: Iterable[str], generations: Iterable[str], fallback: Iterable[str]) -> None:
+        """Keep keys to delete and generations to bump; ``fallback`` generations stand in
+        for the keys once too many are pending."""
         with self._lock:
+            self.generations.update(generations)
             if len(self.keys) < self.LIMIT:
                 self.keys.update(keys)
             else:
-                self.generations.add(generation)
-
-    def add_flush(self, generation: str) -> None:
-        with self._lock:
-            self.generations.add(generation)
+                self.generations.update(fallback)
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.generations)

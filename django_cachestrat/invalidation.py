@@ -6,18 +6,26 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, models, transaction
+from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.signals import post_delete, post_save
 
-from . import reads
+from . import reads, transactions
 from .client import Unavailable, connection, fail_open, pending
 from .options import cached_models
 from .plan import ModelPlan, plan_for
-from .signals import invalidated
-from .transactions import record_write
+from .signals import flushed, invalidated
 
-__all__ = ["connect_receivers", "disconnect_receivers", "flush", "invalidate_pks"]
+__all__ = [
+    "connect_receivers",
+    "disconnect_receivers",
+    "flush",
+    "invalidate_pks",
+    "invalidate_unknown",
+]
 
+#: Past this many rows, one statement's invalidation bumps the model's generation instead
+#: of deleting keys one by one.
+BULK_LIMIT = 1000
 
 _families: dict[type[models.Model], list[ModelPlan]] = {}
 
@@ -41,12 +49,12 @@ def reset() -> None:
     _families.clear()
 
 
-def _keys_for(plans: list[ModelPlan], pks: Iterable[Any], instance: Any = None) -> list[str]:
-    keys: list[str] = []
+def _keys_for(plans: list[ModelPlan], pks: list[Any], instance: Any = None) -> set[str]:
+    keys: set[str] = set()
     for plan in plans:
         for pk in pks:
             row = plan.keys.row(pk)
-            keys += (row, plan.keys.lease(row))
+            keys.update((row, plan.keys.lease(row)))
         if instance is None:
             continue
         # Drop the lookup keys of the row's current values: a cached "no such username"
@@ -55,23 +63,78 @@ def _keys_for(plans: list[ModelPlan], pks: Iterable[Any], instance: Any = None) 
             value = getattr(instance, field.attname, None)
             if value is not None:
                 lookup = plan.keys.lookup(name, value)
-                keys += (lookup, plan.keys.lease(lookup))
+                keys.update((lookup, plan.keys.lease(lookup)))
     return keys
 
 
 @fail_open
-def _delete(keys: list[str]) -> None:
-    connection().delete(*keys)
+def _send(keys: list[str], generations: list[str]) -> None:
+    pipe = connection().pipeline(transaction=False)
+    if keys:
+        pipe.delete(*keys)
+    for generation in generations:
+        pipe.incr(generation)
+    pipe.execute()
 
 
-def delete_keys(keys: list[str], generation: str) -> None:
-    """Delete now; if Redis cannot take it, keep it for replay once Redis answers."""
-    if not keys:
+def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[ModelPlan]) -> None:
+    """Send now; what Redis cannot take is kept and replayed once it answers again."""
+    keys, generations = list(keys), list(generations)
+    if not (keys or generations):
         return
     try:
-        _delete(keys)
+        _send(keys, generations)
     except Unavailable:
-        pending.add(keys, generation)
+        pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
+
+
+def _apply(
+    plans: list[ModelPlan],
+    using: str,
+    pks: list[Any] | None,
+    keys: set[str] = frozenset(),  # type: ignore[assignment]
+    generations: set[str] = frozenset(),  # type: ignore[assignment]
+    inserted: bool = False,
+) -> None:
+    """Invalidate now; inside a transaction, once more when it commits.
+
+    The commit-time pass closes the window in which a reader filled the old row between
+    the write and the commit (its lease was taken before the first delete, or its fill
+    landed before the commit); outside a transaction the write has already committed,
+    so one pass is enough.
+    """
+    _send_safely(keys, generations, plans)
+    state = transactions.state_for(using)
+    if state is None:
+        _after_commit({plan: set(pks or ()) for plan in plans}, flushed_all=pks is None)
+        return
+    state.keys |= keys
+    state.generations |= generations
+    for plan in plans:
+        if inserted:
+            state.inserted.add(plan.keys.label)
+            state.touch(plan.keys.label, ())
+        else:
+            state.touch(plan.keys.label, pks)
+        state.changed.setdefault(plan, set()).update(pks or ())
+
+
+def _on_commit(state: transactions.TxState) -> None:
+    _send_safely(state.keys, state.generations, list(state.changed))
+    _after_commit(state.changed, flushed_all=False)
+
+
+transactions.commit_hook = _on_commit
+
+
+def _after_commit(changed: dict[Any, set[Any]], flushed_all: bool) -> None:
+    for plan, pks in changed.items():
+        if pks:
+            invalidated.send(plan.model, pks=sorted(pks, key=str))
+            if plan.options.strategy == "write_through":
+                reads.warm(plan, pks)
+        elif flushed_all:
+            flushed.send(plan.model)
 
 
 def invalidate_pks(
@@ -83,36 +146,32 @@ def invalidate_pks(
     if not plans or not pks:
         return
     using = using or DEFAULT_DB_ALIAS
-    keys = _keys_for(plans, pks, instance)
-    generation = plans[0].keys.generation
-    for plan in plans:
-        record_write(plan.keys.label, pks, using)
-    delete_keys(keys, generation)
+    if len(pks) > BULK_LIMIT:
+        invalidate_unknown(model, using)
+        return
+    _apply(plans, using, pks, keys=_keys_for(plans, pks, instance))
 
-    def on_commit() -> None:
-        # The second delete closes the window in which a reader filled the old row
-        # between the write and the commit.
-        delete_keys(keys, generation)
-        for plan in plans:
-            invalidated.send(plan.model, pks=pks)
-            if plan.options.strategy == "write_through":
-                reads.warm(plan, pks)
 
-    transaction.on_commit(on_commit, using=using, robust=True)
+def invalidate_unknown(model: type[models.Model], using: str) -> None:
+    """Rows changed but not named (a bulk write the app cannot list): flush the model."""
+    plans = family(model)
+    if plans:
+        _apply(plans, using, None, generations={p.keys.generation for p in plans})
+
+
+def invalidate_absences(model: type[models.Model], using: str) -> None:
+    """Rows were inserted without being named: void the model's cached absences."""
+    plans = family(model)
+    if plans:
+        absences = {p.keys.absent for p in plans}
+        _apply(plans, using, [], generations=absences, inserted=True)
 
 
 def flush(model: type[models.Model]) -> None:
     """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis."""
-    generation = plan_for(model).keys.generation
-    try:
-        _incr(generation)
-    except Unavailable:
-        pending.add_flush(generation)
-
-
-@fail_open
-def _incr(key: str) -> None:
-    connection().incr(key)
+    plan = plan_for(model)
+    _send_safely([], [plan.keys.generation], [plan])
+    flushed.send(plan.model)
 
 
 def _on_save(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
@@ -123,7 +182,7 @@ def _on_delete(sender: type[models.Model], instance: models.Model, using: str, *
     invalidate_pks(sender, [instance.pk], using, instance)
 
 
-def _watched_models() -> list[type[models.Model]]:
+def watched_models() -> list[type[models.Model]]:
     """Models whose writes can change a cached row (proxies and MTI relatives included)."""
     cached = set(cached_models())
     watched = []
@@ -141,7 +200,7 @@ _connected: list[type[models.Model]] = []
 def connect_receivers() -> None:
     """Connect per cached model (a global receiver would disable Django's fast deletes)."""
     disconnect_receivers()
-    for model in _watched_models():
+    for model in watched_models():
         uid = f"django_cachestrat:{model._meta.label_lower}"
         post_save.connect(_on_save, sender=model, dispatch_uid=uid, weak=False)
         post_delete.connect(_on_delete, sender=model, dispatch_uid=uid, weak=False)

@@ -37,7 +37,7 @@ class KeySpace:
     lookup's lease live in one Redis Cluster slot and every Lua script stays single-slot.
     """
 
-    __slots__ = ("base", "generation", "label", "namespace")
+    __slots__ = ("absent", "base", "generation", "label", "namespace")
 
     def __init__(self, prefix: str, model: type[models.Model]) -> None:
         concrete = model._meta.concrete_model
@@ -48,6 +48,9 @@ class KeySpace:
         # Flushing a model bumps this counter; payloads carry the generation they were
         # filled under, so a flush is one INCR and old payloads read as misses.
         self.generation = f"{self.namespace}gen"
+        # Bumped by inserts the app cannot name (bulk_create, raw SQL): voids every cached
+        # "no such row", and nothing else.
+        self.absent = f"{self.namespace}absent"
 
     def row(self, pk: Any) -> str:
         return f"{self.base}{{{key_part(pk)}}}"

@@ -67,7 +67,7 @@ def leased(
     are left out of the result.
     """
     found: dict[Any, Any] = {}
-    if not can_fill(using):
+    if not can_fill(using, plan.keys.label):
         misses_left = misses
     else:
         misses_left = _lease_rounds(plan, misses, decode, load, found, wait)

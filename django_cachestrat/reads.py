@@ -13,9 +13,13 @@ from .client import Unavailable, connection, fail_open
 from .leases import MISSING, Loaded, Miss, leased
 from .plan import ModelPlan
 from .serializers import ABSENT, POINTER, ROW, CorruptPayload
-from .transactions import can_fill, is_model_touched, is_touched
+from .transactions import has_inserted, is_model_touched, is_touched
 
-__all__ = ["get", "get_by_lookup", "get_many"]
+__all__ = ["Generations", "get", "get_by_lookup", "get_many", "warm"]
+
+#: The model's generations as read with the value: (rows, absences). A flush bumps the
+#: first; an insert the app cannot name bumps the second, voiding cached absences only.
+Generations = tuple[bytes, bytes]
 
 
 @fail_open
@@ -23,40 +27,50 @@ def _mget(keys: list[str]) -> list[bytes | None]:
     return connection().mget(keys)  # type: ignore[return-value]
 
 
-def decode_row(plan: ModelPlan, data: bytes, generation: bytes, using: str) -> Any:
+def _read(plan: ModelPlan, keys: list[str]) -> tuple[Generations, list[bytes | None]]:
+    generation, absent, *values = _mget([plan.keys.generation, plan.keys.absent, *keys])
+    return (generation or b"", absent or b""), values
+
+
+def absent_tag(generations: Generations) -> bytes:
+    return b"%s:%s" % generations
+
+
+def decode_row(plan: ModelPlan, data: bytes, generations: Generations, using: str) -> Any:
     """A model instance, :data:`MISSING`, or None when the payload is unusable."""
     try:
         payload = plan.codec.load(data)
     except CorruptPayload:
         return None
-    if payload.generation != generation:
-        return None
     if payload.kind == ROW:
+        if payload.generation != generations[0]:
+            return None
         return plan.model.from_db(using, plan.codec.attnames, payload.values)
-    return MISSING if payload.kind == ABSENT else None
+    if payload.kind == ABSENT and payload.generation == absent_tag(generations):
+        return MISSING
+    return None
 
 
 def get(plan: ModelPlan, pk: Any) -> models.Model:
     """The row with this pk, from Redis when possible; raises ``DoesNotExist``."""
     pk = plan.clean_pk(pk)
     using = router.db_for_read(plan.model)
-    if is_touched(plan.keys.label, pk):
+    label = plan.keys.label
+    if is_touched(label, pk):
         return _db_get(plan, pk, using)
     key = plan.keys.row(pk)
     try:
-        generation, data = _mget([plan.keys.generation, key])
+        generations, (data,) = _read(plan, [key])
     except Unavailable:
         return _db_get(plan, pk, using)
-    generation = generation or b""
     if data is not None:
-        found = decode_row(plan, data, generation, using)
-        if found is MISSING:
+        found = decode_row(plan, data, generations, using)
+        if found is MISSING and not has_inserted(label):
             raise plan.does_not_exist(_not_found(plan, "pk", pk))
-        if found is not None:
+        if found is not None and found is not MISSING:
             return found  # type: ignore[no-any-return]
-    rows: dict[Any, models.Model] = _resolve_rows(
-        plan, [Miss(pk, key, data or b"")], generation, using
-    )
+    miss = Miss(pk, key, data or b"")
+    rows: dict[Any, models.Model] = _resolve_rows(plan, [miss], generations, using)
     if pk not in rows:
         raise plan.does_not_exist(_not_found(plan, "pk", pk))
     return rows[pk]
@@ -66,29 +80,30 @@ def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
     """``{pk: instance}`` for the rows that exist, in one Redis round trip when all hit."""
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
     using = router.db_for_read(plan.model)
+    label = plan.keys.label
     result: dict[Any, models.Model] = {}
-    bypass = [pk for pk in clean if is_touched(plan.keys.label, pk)]
+    bypass = {pk for pk in clean if is_touched(label, pk)}
     if bypass:
-        result.update(_db_rows(plan, bypass, using))
-        clean = [pk for pk in clean if pk not in set(bypass)]
+        result.update(_db_rows(plan, list(bypass), using))
+        clean = [pk for pk in clean if pk not in bypass]
     if not clean:
         return result
     keys = [plan.keys.row(pk) for pk in clean]
     try:
-        generation, *values = _mget([plan.keys.generation, *keys])
+        generations, values = _read(plan, keys)
     except Unavailable:
         result.update(_db_rows(plan, clean, using))
         return result
-    generation = generation or b""
+    trust_absent = not has_inserted(label)
     misses = []
     for pk, key, data in zip(clean, keys, values, strict=True):
-        found = decode_row(plan, data, generation, using) if data is not None else None
-        if found is None:
+        found = decode_row(plan, data, generations, using) if data is not None else None
+        if found is None or (found is MISSING and not trust_absent):
             misses.append(Miss(pk, key, data or b""))
         elif found is not MISSING:
             result[pk] = found
     if misses:
-        result.update(_resolve_rows(plan, misses, generation, using))
+        result.update(_resolve_rows(plan, misses, generations, using))
     return result
 
 
@@ -101,13 +116,12 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
         return _db_lookup(plan, name, value, using)
     key = plan.keys.lookup(name, value)
     try:
-        generation, data = _mget([plan.keys.generation, key])
+        generations, (data,) = _read(plan, [key])
     except Unavailable:
         return _db_lookup(plan, name, value, using)
-    generation = generation or b""
-    pk = _decode_pointer(plan, data, generation) if data is not None else None
+    pk = _decode_pointer(plan, data, generations) if data is not None else None
     if pk is None:
-        pks = _resolve_lookup(plan, name, [Miss(value, key, data or b"")], generation, using)
+        pks = _resolve_lookup(plan, name, [Miss(value, key, data or b"")], generations, using)
         pk = pks.get(value, MISSING)
     if pk is MISSING:
         raise plan.does_not_exist(_not_found(plan, name, value))
@@ -123,60 +137,54 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
     return instance
 
 
-def _decode_pointer(plan: ModelPlan, data: bytes, generation: bytes) -> Any:
+def _decode_pointer(plan: ModelPlan, data: bytes, generations: Generations) -> Any:
     try:
         payload = plan.codec.load(data)
     except CorruptPayload:
         return None
-    if payload.generation != generation:
-        return None
-    if payload.kind == POINTER:
+    if payload.kind == POINTER and payload.generation == generations[0]:
         try:
             return plan.clean_pk(payload.values[0])
         except (ValueError, IndexError):
             return None
-    return MISSING if payload.kind == ABSENT else None
+    if payload.kind == ABSENT and payload.generation == absent_tag(generations):
+        return MISSING
+    return None
 
 
 def warm(plan: ModelPlan, pks: Iterable[Any]) -> None:
     """Fill rows from the database under leases, without waiting for other holders."""
     using = router.db_for_read(plan.model)
-    if not can_fill(using):
-        return
     try:
-        generation = _mget([plan.keys.generation])[0] or b""
+        generations, _ = _read(plan, [])
     except Unavailable:
         return
     misses = [Miss(pk, plan.keys.row(pk), b"") for pk in pks]
-    _resolve_rows(plan, misses, generation, using, wait=False)
+    _resolve_rows(plan, misses, generations, using, wait=False)
 
 
 def _resolve_rows(
-    plan: ModelPlan, misses: list[Miss], generation: bytes, using: str, wait: bool = True
+    plan: ModelPlan, misses: list[Miss], generations: Generations, using: str, wait: bool = True
 ) -> Any:
     def decode(data: bytes) -> Any:
-        return decode_row(plan, data, generation, using)
+        return decode_row(plan, data, generations, using)
 
     def load(pks: list[Any]) -> Loaded:
         start = time.perf_counter()
         rows = _db_rows(plan, pks, using)
         spent_ms = int((time.perf_counter() - start) * 1000)
-        loaded: Loaded = {}
-        for pk in pks:
-            row = rows.get(pk, MISSING)
-            loaded[pk] = (row, _row_payload(plan, row, generation, spent_ms))
-        return loaded
+        return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, spent_ms) for pk in pks}
 
     return leased(plan, misses, decode, load, using, wait)
 
 
 def _resolve_lookup(
-    plan: ModelPlan, name: str, misses: list[Miss], generation: bytes, using: str
+    plan: ModelPlan, name: str, misses: list[Miss], generations: Generations, using: str
 ) -> Any:
     codec = plan.codec
 
     def decode(data: bytes) -> Any:
-        return _decode_pointer(plan, data, generation)
+        return _decode_pointer(plan, data, generations)
 
     def load(values: list[Any]) -> Loaded:
         query = plan.model._base_manager.using(using).filter(**{f"{name}__in": values})
@@ -184,24 +192,24 @@ def _resolve_lookup(
         loaded: Loaded = {}
         for value in values:
             pk = pks.get(value, MISSING)
-            payload = (
-                codec.dump_marker(ABSENT, generation)
-                if pk is MISSING
-                else codec.dump_marker(POINTER, generation, [str(pk)])
-            )
-            loaded[value] = (pk, payload)
+            if pk is MISSING:
+                loaded[value] = (pk, codec.dump_marker(ABSENT, absent_tag(generations)))
+            else:
+                loaded[value] = (pk, codec.dump_marker(POINTER, generations[0], [str(pk)]))
         return loaded
 
     return leased(plan, misses, decode, load, using)
 
 
-def _row_payload(plan: ModelPlan, row: Any, generation: bytes, spent_ms: int) -> bytes | None:
+def _row_entry(
+    plan: ModelPlan, row: Any, generations: Generations, spent_ms: int
+) -> tuple[Any, bytes | None]:
     if row is MISSING:
-        return plan.codec.dump_marker(ABSENT, generation)
+        return row, plan.codec.dump_marker(ABSENT, absent_tag(generations))
     try:
-        return plan.codec.dump_row(row, generation, spent_ms)
+        return row, plan.codec.dump_row(row, generations[0], spent_ms)
     except (TypeError, ValueError, OverflowError):
-        return None  # a value msgpack cannot hold: serve it, do not cache it
+        return row, None  # a value msgpack cannot hold: serve it, do not cache it
 
 
 @fail_open

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
 
 from django_cachestrat.plan import plan_for
 from django_cachestrat.signals import invalidated
@@ -104,14 +105,21 @@ def test_foreign_key_set_null_on_delete_is_seen():
     assert Profile.cached.get(pk=profile.pk).team_id is None
 
 
-def test_invalidate_by_hand_for_raw_sql_changes():
+def test_raw_sql_through_django_is_seen():
     profile = ProfileFactory(age=1)
     warm(Profile, profile.pk)
-    from django.db import connection
-
     with connection.cursor() as cursor:
         cursor.execute("UPDATE testapp_profile SET age = 77 WHERE id = %s", [profile.pk])
-    assert Profile.cached.get(pk=profile.pk).age == 1  # raw SQL is invisible to the app
+    assert Profile.cached.get(pk=profile.pk).age == 77
+
+
+def test_invalidate_by_hand_for_writes_outside_django():
+    profile = ProfileFactory(age=1)
+    warm(Profile, profile.pk)
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as other:  # another application
+        other.execute("UPDATE testapp_profile SET age = 77 WHERE id = %s", [profile.pk])
+    assert Profile.cached.get(pk=profile.pk).age == 1  # invisible to this process
     Profile.cached.invalidate(profile.pk)
     assert Profile.cached.get(pk=profile.pk).age == 77
 
