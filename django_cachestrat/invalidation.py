@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.signals import post_delete, post_save
 
@@ -49,20 +50,24 @@ def reset() -> None:
     _families.clear()
 
 
-def _keys_for(plans: list[ModelPlan], pks: list[Any], instance: Any = None) -> set[str]:
+def _keys_for(
+    plans: list[ModelPlan], pks: list[Any], values: dict[str, list[Any]] | None
+) -> set[str]:
     keys: set[str] = set()
     for plan in plans:
         for pk in pks:
             row = plan.keys.row(pk)
             keys.update((row, plan.keys.lease(row)))
-        if instance is None:
-            continue
-        # Drop the lookup keys of the row's current values: a cached "no such username"
+        # Drop the lookup keys of the rows' current values: a cached "no such username"
         # must not outlive the row that now has it. Old values are caught on read.
         for name, field in plan.lookup_fields.items():
-            value = getattr(instance, field.attname, None)
-            if value is not None:
-                lookup = plan.keys.lookup(name, value)
+            for value in (values or {}).get(name, ()):
+                if value is None:
+                    continue
+                try:
+                    lookup = plan.keys.lookup(name, field.to_python(value))
+                except ValidationError:
+                    continue
                 keys.update((lookup, plan.keys.lease(lookup)))
     return keys
 
@@ -138,9 +143,12 @@ def _after_commit(changed: dict[Any, set[Any]], flushed_all: bool) -> None:
 
 
 def invalidate_pks(
-    model: type[models.Model], pks: Iterable[Any], using: str | None = None, instance: Any = None
+    model: type[models.Model],
+    pks: Iterable[Any],
+    using: str | None = None,
+    values: dict[str, list[Any]] | None = None,
 ) -> None:
-    """Drop rows from the cache now and again when the current transaction commits."""
+    """Drop rows, and lookups of the given ``{field: values}``, now and at commit."""
     pks = list(pks)
     plans = family(model)
     if not plans or not pks:
@@ -149,7 +157,7 @@ def invalidate_pks(
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
-    _apply(plans, using, pks, keys=_keys_for(plans, pks, instance))
+    _apply(plans, using, pks, keys=_keys_for(plans, pks, values))
 
 
 def invalidate_unknown(model: type[models.Model], using: str) -> None:
@@ -174,12 +182,13 @@ def flush(model: type[models.Model]) -> None:
     flushed.send(plan.model)
 
 
-def _on_save(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
-    invalidate_pks(sender, [instance.pk], using, instance)
-
-
-def _on_delete(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
-    invalidate_pks(sender, [instance.pk], using, instance)
+def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
+    values = {
+        name: [getattr(instance, field.attname, None)]
+        for plan in family(sender)
+        for name, field in plan.lookup_fields.items()
+    }
+    invalidate_pks(sender, [instance.pk], using, values)
 
 
 def watched_models() -> list[type[models.Model]]:
@@ -202,8 +211,8 @@ def connect_receivers() -> None:
     disconnect_receivers()
     for model in watched_models():
         uid = f"django_cachestrat:{model._meta.label_lower}"
-        post_save.connect(_on_save, sender=model, dispatch_uid=uid, weak=False)
-        post_delete.connect(_on_delete, sender=model, dispatch_uid=uid, weak=False)
+        post_save.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
+        post_delete.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
         _connected.append(model)
 
 

@@ -83,23 +83,36 @@ def _changed_rows(
     head: str,
 ) -> Any:
     conn: BaseDatabaseWrapper = context["connection"]
+    if not many and _can_return(conn) and "RETURNING" not in sql.upper():
+        # The pks, and the new values of unique lookups (a cached "no such username" may
+        # now be wrong), cost a few returned columns instead of a read beforehand.
+        lookups = _lookup_fields(model) if head.startswith("UPDATE") else []
+        columns = [_pk_column(model), *(f.column for f in lookups)]
+        returning = ", ".join(conn.ops.quote_name(c) for c in columns)
+        result = execute(f"{sql.rstrip().rstrip(';')} RETURNING {returning}", params, many, context)
+        rows = context["cursor"].fetchall()
+        values = {f.name: [row[i + 1] for row in rows] for i, f in enumerate(lookups)}
+        invalidation.invalidate_pks(model, [row[0] for row in rows], conn.alias, values=values)
+        return result
     pks = None if many else _pks_by_shape(sql, params, model)
-    if pks is not None:
-        result = execute(sql, params, many, context)
-    elif not many and _can_return(conn) and "RETURNING" not in sql.upper():
-        # One extra column per changed row, instead of reading the rows beforehand.
-        column = conn.ops.quote_name(_pk_column(model))
-        result = execute(f"{sql.rstrip().rstrip(';')} RETURNING {column}", params, many, context)
-        pks = [row[0] for row in context["cursor"].fetchall()]
-    else:
-        result = execute(sql, params, many, context)
+    result = execute(sql, params, many, context)
+    if pks is None:
         invalidation.invalidate_unknown(model, conn.alias)
         return result
     invalidation.invalidate_pks(model, pks, conn.alias)
-    if head.startswith("UPDATE"):
-        # A changed unique field may now hold a value cached as "no such row".
+    if head.startswith("UPDATE") and any(f'{f.column}"' in sql for f in _lookup_fields(model)):
         invalidation.invalidate_absences(model, conn.alias)
     return result
+
+
+def _lookup_fields(model: type[models.Model]) -> list[Any]:
+    """Cached unique lookups whose column lives in this model's table."""
+    fields = {}
+    for plan in invalidation.family(model):
+        for field in plan.lookup_fields.values():
+            if field.model._meta.db_table == model._meta.db_table:
+                fields[field.name] = field
+    return list(fields.values())
 
 
 def _pks_by_shape(sql: str, params: Any, model: type[models.Model]) -> list[Any] | None:

@@ -74,3 +74,26 @@ class Plain(models.Model):
     """Not cached unless a test names it in CACHESTRAT["MODELS"]."""
 
     title = models.CharField(max_length=50)
+
+
+class Comment(CacheAsideMixin, models.Model):
+    """Deleted in cascade with its profile."""
+
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE)
+    text = models.CharField(max_length=100)
+
+
+class Club(CacheAsideMixin, models.Model):
+    name = models.CharField(max_length=50)
+    members = models.ManyToManyField(Profile, through="Membership", related_name="clubs")
+
+
+class Membership(CacheAsideMixin, models.Model):
+    """An explicit through model whose rows are cached."""
+
+    club = models.ForeignKey(Club, on_delete=models.CASCADE)
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE)
+    key = models.CharField(max_length=40, unique=True, null=True)  # noqa: DJ001 - unique or none
+
+    class CacheMeta:
+        lookups = ("key",)
