@@ -1,0 +1,1 @@
+"""Example Django project showing django-cachestrat on a small Profile model."""

@@ -1,0 +1,1 @@
+"""Accounts app: a Profile model whose rows are read through django-cachestrat."""
