@@ -101,16 +101,17 @@ def _apply(
     generations: set[str] = frozenset(),  # type: ignore[assignment]
     inserted: bool = False,
 ) -> None:
-    """Invalidate now; inside a transaction, once more when it commits.
+    """Invalidate once the write has committed: now in autocommit, else at commit.
 
-    The commit-time pass closes the window in which a reader filled the old row between
-    the write and the commit (its lease was taken before the first delete, or its fill
-    landed before the commit); outside a transaction the write has already committed,
-    so one pass is enough.
+    Inside a transaction nothing is deleted early: the old row stays true for everyone
+    else until the commit, the transaction's own reads bypass the cache for the rows it
+    changed, and a rollback leaves the cache exactly as it was. The commit-time delete
+    also removes every lease taken before it, so a reader that read the old row before
+    the commit can no longer fill it (the stale-set race).
     """
-    _send_safely(keys, generations, plans)
     state = transactions.state_for(using)
     if state is None:
+        _send_safely(keys, generations, plans)
         _after_commit({plan: set(pks or ()) for plan in plans}, flushed_all=pks is None)
         return
     state.keys |= keys

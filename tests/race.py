@@ -158,7 +158,9 @@ def run(impl: Any, pk: int, writes: int, readers: int, processes: bool) -> Tally
     if processes:
         connections.close_all()  # children must open their own connections
         ctx = multiprocessing.get_context("fork")
-        workers: list[Any] = [ctx.Process(target=reader, args=(impl, pk, tally)) for _ in range(readers)]
+        workers: list[Any] = [
+            ctx.Process(target=reader, args=(impl, pk, tally)) for _ in range(readers)
+        ]
         workers.append(ctx.Process(target=writer, args=(impl, pk, writes, tally)))
     else:
         workers = [threading.Thread(target=reader, args=(impl, pk, tally)) for _ in range(readers)]
