@@ -25,12 +25,13 @@ TYPES: dict[str, tuple[type, ...]] = {
     "FAIL_OPEN": (bool,),
     "MODELS": (dict,),
     "WRITE_BEHIND": (dict,),
+    "EARLY_REFRESH": NUMBER,
     "LEASE_TIMEOUT": NUMBER,
     "LEASE_WAIT": NUMBER,
     "BREAKER_THRESHOLD": (int,),
     "BREAKER_COOLDOWN": NUMBER,
 }
-NON_NEGATIVE = ("NEGATIVE_TIMEOUT", "LEASE_WAIT", "BREAKER_COOLDOWN")
+NON_NEGATIVE = ("NEGATIVE_TIMEOUT", "EARLY_REFRESH", "LEASE_WAIT", "BREAKER_COOLDOWN")
 POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD")
 WRITE_BEHIND_INTEGERS = ("BATCH_SIZE",)
 # NOTE: braces in the prefix would move the Redis Cluster hash tag of every key, and glob

@@ -18,6 +18,7 @@ DEFAULTS: dict[str, Any] = {
     "FAIL_OPEN": True,
     "MODELS": {},
     "WRITE_BEHIND": {"INTERVAL": 5, "BATCH_SIZE": 1000},
+    "EARLY_REFRESH": 1.0,
     "LEASE_TIMEOUT": 5.0,
     "LEASE_WAIT": 1.0,
     "BREAKER_THRESHOLD": 3,
@@ -67,6 +68,10 @@ class Settings:
     @property
     def WRITE_BEHIND(self) -> dict[str, Any]:
         return {**DEFAULTS["WRITE_BEHIND"], **self._get("WRITE_BEHIND")}
+
+    @property
+    def EARLY_REFRESH(self) -> float:
+        return float(self._get("EARLY_REFRESH"))
 
     @property
     def LEASE_TIMEOUT(self) -> float:

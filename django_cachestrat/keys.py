@@ -11,7 +11,7 @@ from django.db import models
 __all__ = ["KeySpace", "key_part", "schema_hash"]
 
 #: Bumped when the payload format changes, so old payloads are never decoded.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 
 
 def schema_hash(model: type[models.Model]) -> str:

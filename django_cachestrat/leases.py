@@ -12,7 +12,7 @@ from .client import Call, Unavailable, connection, fail_open, scripts
 from .plan import ModelPlan
 from .transactions import can_fill
 
-__all__ = ["MISSING", "Loaded", "Miss", "leased"]
+__all__ = ["MISSING", "Entry", "Loaded", "Miss", "leased"]
 
 #: A decoded "this row does not exist" marker (a miss sentinel, never None).
 MISSING: Any = object()
@@ -21,50 +21,59 @@ MISSING: Any = object()
 class Miss(NamedTuple):
     ident: Any  # the pk, or the lookup value
     key: str
-    discard: bytes  # the unusable value seen under this key, removed when taking the lease
+    discard: bytes = b""  # an unusable value seen under the key, removed with the lease
+    refresh: bool = False  # take the lease although a value is cached (early refresh)
 
 
-# What a leased load returns per ident: the value for the caller, and the payload to store
-# (None: do not store, give the lease back).
-Loaded = dict[Any, tuple[Any, bytes | None]]
+class Entry(NamedTuple):
+    """What a load read for one ident: the value for the caller, and what to store."""
+
+    value: Any
+    payload: bytes | None  # None: store nothing, give the lease back
+    ttl_ms: int = 0
+
+
+Loaded = dict[Any, Entry]
+Load = Callable[[list[Any]], Loaded]
 
 
 @fail_open
 def _leases(plan: ModelPlan, misses: Sequence[Miss]) -> list[Any]:
     token = os.urandom(8).hex()
-    calls = [
-        (scripts.lease, (m.key, plan.keys.lease(m.key)), (token, plan.lease_ms, m.discard))
-        for m in misses
-    ]
+    calls: list[Call] = []
+    for m in misses:
+        args = (token, plan.lease_ms, m.discard, int(m.refresh))
+        calls.append((scripts.lease, (m.key, plan.keys.lease(m.key)), args))
     outcomes = scripts.run_many(connection(), calls)
     return [(token if out == 1 else out) for out in outcomes]
 
 
 @fail_open
-def _store(plan: ModelPlan, stores: Sequence[tuple[Miss, str, bytes | None, float]]) -> None:
+def _store(plan: ModelPlan, stores: Sequence[tuple[Miss, str, Entry]]) -> list[Any]:
     calls: list[Call] = []
-    for miss, token, payload, timeout in stores:
+    for miss, token, entry in stores:
         lease = plan.keys.lease(miss.key)
-        if payload is None:
+        if entry.payload is None:
             calls.append((scripts.release, (lease,), (token,)))
         else:
-            calls.append((scripts.fill, (miss.key, lease), (token, payload, plan.ttl_ms(timeout))))
-    scripts.run_many(connection(), calls)
+            calls.append((scripts.fill, (miss.key, lease), (token, entry.payload, entry.ttl_ms)))
+    return scripts.run_many(connection(), calls)
 
 
 def leased(
     plan: ModelPlan,
     misses: list[Miss],
     decode: Callable[[bytes], Any],
-    load: Callable[[list[Any]], Loaded],
+    load: Load,
     using: str,
     wait: bool = True,
 ) -> dict[Any, Any]:
-    """Resolve misses under leases (Nishtala et al., NSDI 2013, §3.2).
+    """Resolve misses under leases.
 
     The holder of a key's lease reads the database and fills; the others wait, with a
     bounded back-off, for that fill, then read the database without filling. Absent rows
-    are left out of the result.
+    are left out of the result. With ``wait=False`` (warming, early refresh) a key whose
+    lease is held elsewhere is skipped.
     """
     found: dict[Any, Any] = {}
     if not can_fill(using, plan.keys.label):
@@ -72,8 +81,9 @@ def leased(
     else:
         misses_left = _lease_rounds(plan, misses, decode, load, found, wait)
     if misses_left and wait:
+        plan.stats.db_fallbacks += len(misses_left)
         loaded = load([m.ident for m in misses_left])
-        found.update((k, v) for k, (v, _) in loaded.items())
+        found.update((k, entry.value) for k, entry in loaded.items())
     return {k: v for k, v in found.items() if v is not MISSING}
 
 
@@ -81,7 +91,7 @@ def _lease_rounds(
     plan: ModelPlan,
     misses: list[Miss],
     decode: Callable[[bytes], Any],
-    load: Callable[[list[Any]], Loaded],
+    load: Load,
     found: dict[Any, Any],
     wait: bool,
 ) -> list[Miss]:
@@ -99,7 +109,7 @@ def _lease_rounds(
                 mine.append((miss, out))
             elif isinstance(out, bytes) and (value := decode(out)) is not None:
                 found[miss.ident] = value
-            else:
+            elif not miss.refresh:
                 waiting.append(miss._replace(discard=out if isinstance(out, bytes) else b""))
         if mine:
             _load_and_fill(plan, mine, load, found)
@@ -107,31 +117,33 @@ def _lease_rounds(
         remaining = deadline - time.monotonic()
         if not misses or remaining <= 0:
             break
+        plan.stats.lease_waits += len(misses)
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.05)
     return misses
 
 
 def _load_and_fill(
-    plan: ModelPlan,
-    mine: list[tuple[Miss, str]],
-    load: Callable[[list[Any]], Loaded],
-    found: dict[Any, Any],
+    plan: ModelPlan, mine: list[tuple[Miss, str]], load: Load, found: dict[Any, Any]
 ) -> None:
     try:
         loaded = load([m.ident for m, _ in mine])
     except BaseException:
-        _give_back(plan, [(m, token, None, 0.0) for m, token in mine])
+        _give_back(plan, [(m, token, Entry(None, None)) for m, token in mine])
         raise
     stores = []
     for miss, token in mine:
-        value, payload = loaded[miss.ident]
-        found[miss.ident] = value
-        timeout = plan.negative_timeout if value is MISSING else plan.timeout
-        stores.append((miss, token, payload if timeout > 0 else None, timeout))
-    _give_back(plan, stores)
+        entry = loaded[miss.ident]
+        found[miss.ident] = entry.value
+        stores.append((miss, token, entry))
+    outcomes = _give_back(plan, stores)
+    plan.stats.fills += sum(1 for out in outcomes if out == 1)
+    plan.stats.rejected_fills += sum(
+        1 for (_, _, entry), out in zip(stores, outcomes, strict=True) if entry.payload and out == 0
+    )
 
 
-def _give_back(plan: ModelPlan, stores: list[tuple[Miss, str, bytes | None, float]]) -> None:
+def _give_back(plan: ModelPlan, stores: list[tuple[Miss, str, Entry]]) -> list[Any]:
     with contextlib.suppress(Unavailable):  # if Redis is gone, the leases expire
-        _store(plan, stores)
+        return _store(plan, stores)
+    return [None] * len(stores)

@@ -12,6 +12,7 @@ from .conf import conf
 from .keys import KeySpace
 from .options import ModelOptions, options_for
 from .serializers import Codec
+from .stats import stats_for
 
 __all__ = ["ModelPlan", "plan_for", "reset_plans"]
 
@@ -38,6 +39,8 @@ class ModelPlan:
         self.jitter = conf.JITTER
         self.lease_ms = max(1, int(conf.LEASE_TIMEOUT * 1000))
         self.lease_wait = conf.LEASE_WAIT
+        self.early_refresh = conf.EARLY_REFRESH
+        self.stats = stats_for(self.keys.label)
 
     def ttl_ms(self, timeout: float | None = None) -> int:
         """A TTL drawn uniformly in ``timeout * (1 ± JITTER)``, so hot keys spread out."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import random
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -10,9 +12,9 @@ from typing import Any
 from django.db import models, router
 
 from .client import Unavailable, connection, fail_open
-from .leases import MISSING, Loaded, Miss, leased
+from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
-from .serializers import ABSENT, POINTER, ROW, CorruptPayload
+from .serializers import ABSENT, POINTER, ROW, CorruptPayload, Payload
 from .transactions import has_inserted, is_model_touched, is_touched
 
 __all__ = ["Generations", "get", "get_by_lookup", "get_many", "warm"]
@@ -36,7 +38,9 @@ def absent_tag(generations: Generations) -> bytes:
     return b"%s:%s" % generations
 
 
-def decode_row(plan: ModelPlan, data: bytes, generations: Generations, using: str) -> Any:
+def decode_row(
+    plan: ModelPlan, data: bytes, generations: Generations, using: str, refresh: bool = True
+) -> Any:
     """A model instance, :data:`MISSING`, or None when the payload is unusable."""
     try:
         payload = plan.codec.load(data)
@@ -45,10 +49,20 @@ def decode_row(plan: ModelPlan, data: bytes, generations: Generations, using: st
     if payload.kind == ROW:
         if payload.generation != generations[0]:
             return None
-        return plan.model.from_db(using, plan.codec.attnames, payload.values)
+        instance = plan.model.from_db(using, plan.codec.attnames, payload.values)
+        if refresh and plan.early_refresh and is_refresh_due(payload, plan.early_refresh):
+            return _refresh(plan, instance, generations, using)
+        return instance
     if payload.kind == ABSENT and payload.generation == absent_tag(generations):
         return MISSING
     return None
+
+
+def is_refresh_due(payload: Payload, beta: float) -> bool:
+    """XFetch (Vattani et al., VLDB 2015): refresh before expiry with a probability that
+    rises as expiry nears, scaled by how long the value took to compute."""
+    gap_ms = payload.recompute_us / 1000 * beta * -math.log(1.0 - random.random())
+    return bool(payload.expires_ms) and time.time() * 1000 + gap_ms >= payload.expires_ms
 
 
 def get(plan: ModelPlan, pk: Any) -> models.Model:
@@ -68,7 +82,9 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
         if found is MISSING and not has_inserted(label):
             raise plan.does_not_exist(_not_found(plan, "pk", pk))
         if found is not None and found is not MISSING:
+            plan.stats.hits += 1
             return found  # type: ignore[no-any-return]
+    plan.stats.misses += 1
     miss = Miss(pk, key, data or b"")
     rows: dict[Any, models.Model] = _resolve_rows(plan, [miss], generations, using)
     if pk not in rows:
@@ -102,6 +118,8 @@ def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
             misses.append(Miss(pk, key, data or b""))
         elif found is not MISSING:
             result[pk] = found
+    plan.stats.hits += len(clean) - len(misses)
+    plan.stats.misses += len(misses)
     if misses:
         result.update(_resolve_rows(plan, misses, generations, using))
     return result
@@ -152,6 +170,16 @@ def _decode_pointer(plan: ModelPlan, data: bytes, generations: Generations) -> A
     return None
 
 
+def _refresh(plan: ModelPlan, instance: Any, generations: Generations, using: str) -> Any:
+    """Recompute a hot row before it expires; everyone else keeps reading the cached one."""
+    miss = Miss(instance.pk, plan.keys.row(instance.pk), refresh=True)
+    fresh = _resolve_rows(plan, [miss], generations, using, wait=False)
+    if instance.pk not in fresh:  # another reader holds the lease and is refreshing it
+        return instance
+    plan.stats.early_refreshes += 1
+    return fresh[instance.pk]
+
+
 def warm(plan: ModelPlan, pks: Iterable[Any]) -> None:
     """Fill rows from the database under leases, without waiting for other holders."""
     using = router.db_for_read(plan.model)
@@ -167,13 +195,14 @@ def _resolve_rows(
     plan: ModelPlan, misses: list[Miss], generations: Generations, using: str, wait: bool = True
 ) -> Any:
     def decode(data: bytes) -> Any:
-        return decode_row(plan, data, generations, using)
+        return decode_row(plan, data, generations, using, refresh=False)
 
     def load(pks: list[Any]) -> Loaded:
         start = time.perf_counter()
         rows = _db_rows(plan, pks, using)
-        spent_ms = int((time.perf_counter() - start) * 1000)
-        return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, spent_ms) for pk in pks}
+        spent_us = int((time.perf_counter() - start) * 1_000_000)
+        plan.stats.fill_time_us += spent_us
+        return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, spent_us) for pk in pks}
 
     return leased(plan, misses, decode, load, using, wait)
 
@@ -193,23 +222,32 @@ def _resolve_lookup(
         for value in values:
             pk = pks.get(value, MISSING)
             if pk is MISSING:
-                loaded[value] = (pk, codec.dump_marker(ABSENT, absent_tag(generations)))
+                loaded[value] = _absent_entry(plan, generations)
             else:
-                loaded[value] = (pk, codec.dump_marker(POINTER, generations[0], [str(pk)]))
+                payload = codec.dump_marker(POINTER, generations[0], [str(pk)])
+                loaded[value] = Entry(pk, payload, plan.ttl_ms())
         return loaded
 
     return leased(plan, misses, decode, load, using)
 
 
-def _row_entry(
-    plan: ModelPlan, row: Any, generations: Generations, spent_ms: int
-) -> tuple[Any, bytes | None]:
+def _absent_entry(plan: ModelPlan, generations: Generations) -> Entry:
+    if plan.negative_timeout <= 0:
+        return Entry(MISSING, None)
+    payload = plan.codec.dump_marker(ABSENT, absent_tag(generations))
+    return Entry(MISSING, payload, plan.ttl_ms(plan.negative_timeout))
+
+
+def _row_entry(plan: ModelPlan, row: Any, generations: Generations, spent_us: int) -> Entry:
     if row is MISSING:
-        return row, plan.codec.dump_marker(ABSENT, absent_tag(generations))
+        return _absent_entry(plan, generations)
+    ttl_ms = plan.ttl_ms()
+    expires_ms = int(time.time() * 1000) + ttl_ms
     try:
-        return row, plan.codec.dump_row(row, generations[0], spent_ms)
+        payload = plan.codec.dump_row(row, generations[0], spent_us, expires_ms)
     except (TypeError, ValueError, OverflowError):
-        return row, None  # a value msgpack cannot hold: serve it, do not cache it
+        return Entry(row, None)  # a value msgpack cannot hold: serve it, do not cache it
+    return Entry(row, payload, ttl_ms)
 
 
 @fail_open

@@ -14,12 +14,13 @@ from django.db import models
 
 __all__ = ["ABSENT", "POINTER", "ROW", "Codec", "CorruptPayload", "Payload"]
 
-# Payload kinds. The header is [kind, generation, recompute_ms]; odd constants make a
+# Payload kinds. The header is [kind, generation, recompute_us, expires_ms]: the time the
+# database read took and when the entry expires feed early refresh. Odd constants make a
 # foreign msgpack list very unlikely to pass for one of ours.
 ROW = 0xC51
 ABSENT = 0xC52
 POINTER = 0xC53
-HEADER = 3
+HEADER = 4
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -33,10 +34,10 @@ class CorruptPayload(ValueError):
 class Payload:
     """A decoded payload: its kind, the generation it was filled under and its values."""
 
-    __slots__ = ("generation", "kind", "recompute_ms", "values")
+    __slots__ = ("expires_ms", "generation", "kind", "recompute_us", "values")
 
     def __init__(self, items: list[Any]) -> None:
-        self.kind, self.generation, self.recompute_ms = items[0], items[1], items[2]
+        self.kind, self.generation, self.recompute_us, self.expires_ms = items[:HEADER]
         self.values = items[HEADER:]
 
 
@@ -100,8 +101,10 @@ class Codec:
         self.encoders = [(i, c[0]) for i, c in codecs if c is not None]
         self.decoders = [(i, c[1]) for i, c in codecs if c is not None]
 
-    def dump_row(self, instance: models.Model, generation: bytes, recompute_ms: int) -> bytes:
-        items = [ROW, generation, recompute_ms]
+    def dump_row(
+        self, instance: models.Model, generation: bytes, recompute_us: int = 0, expires_ms: int = 0
+    ) -> bytes:
+        items = [ROW, generation, recompute_us, expires_ms]
         items.extend(getattr(instance, name) for name in self.attnames)
         for index, encode in self.encoders:
             if items[index] is not None:
@@ -110,7 +113,7 @@ class Codec:
 
     @staticmethod
     def dump_marker(kind: int, generation: bytes, values: Sequence[Any] = ()) -> bytes:
-        return msgpack.packb([kind, generation, 0, *values], use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb([kind, generation, 0, 0, *values], use_bin_type=True)  # type: ignore[no-any-return]
 
     def load(self, data: bytes) -> Payload:
         """Decode a payload; any malformed input raises :class:`CorruptPayload`."""

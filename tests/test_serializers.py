@@ -13,7 +13,7 @@ from django.test import override_settings
 
 from django_cachestrat.keys import KeySpace, schema_hash
 from django_cachestrat.plan import plan_for
-from django_cachestrat.serializers import ROW, Codec, CorruptPayload
+from django_cachestrat.serializers import HEADER, ROW, Codec, CorruptPayload
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
 from tests.testapp.models import Profile, Team
@@ -129,7 +129,7 @@ def test_value_of_the_wrong_type_inside_a_payload_is_a_miss(redis_client):
     Profile.cached.get(pk=profile.pk)
     key = plan_for(Profile).keys.row(profile.pk)
     items = msgpack.unpackb(redis_client.get(key))
-    items[3 + Codec(Profile).attnames.index("born")] = "not an ordinal"
+    items[HEADER + Codec(Profile).attnames.index("born")] = "not an ordinal"
     redis_client.set(key, msgpack.packb(items))
     assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 1
 
@@ -169,7 +169,7 @@ def test_unencodable_value_is_served_but_not_cached(redis_client, monkeypatch):
     profile = ProfileFactory()
     plan = plan_for(Profile)
     # A field type the codec does not know, holding a value msgpack cannot encode.
-    monkeypatch.setattr(plan.codec, "encoders", [(3 + plan.codec.attnames.index("age"), set)])
+    monkeypatch.setattr(plan.codec, "encoders", [(HEADER + plan.codec.attnames.index("age"), set)])
     assert Profile.cached.get(pk=profile.pk).pk == profile.pk
     assert redis_client.get(plan.keys.row(profile.pk)) is None
     assert redis_client.get(plan.keys.lease(plan.keys.row(profile.pk))) is None  # given back
