@@ -29,7 +29,7 @@ def wire() -> None:
     from django.db import connections
     from django.db.backends.signals import connection_created
 
-    from . import statements
+    from . import statements, transparent
     from .accessor import CachedDescriptor
     from .invalidation import connect_receivers
     from .options import cached_models
@@ -39,13 +39,13 @@ def wire() -> None:
         statements.install(conn)
 
     try:
-        models_ = cached_models()
-    except Exception:  # invalid settings: the system checks report them
-        return
-    for model in models_:
-        if "cached" not in vars(model) and not hasattr(model, "cached"):
-            model.cached = CachedDescriptor()  # type: ignore[attr-defined]
-    connect_receivers()
+        for model in cached_models():
+            if not hasattr(model, "cached"):
+                model.cached = CachedDescriptor()  # type: ignore[attr-defined]
+        connect_receivers()
+        transparent.install()
+    except Exception:  # invalid settings: `manage.py check` reports them with an id
+        transparent.uninstall()
 
 
 def reset() -> None:

@@ -1,0 +1,116 @@
+"""Transparent mode: ``objects.get(pk=)`` and ``get(<lookup>=)`` served by the cache, per model.
+
+Only the managers of models that opt in (``transparent = True``) get a queryset subclass,
+and it takes the cache path only for a plain single-row lookup; every other queryset is
+the model's own, unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps
+from django.db import models, router
+from django.db.models.query import ModelIterable
+
+from . import reads
+from .options import is_cached, options_for
+from .plan import plan_for
+
+__all__ = ["install", "uninstall"]
+
+
+class TransparentQuerySetMixin:
+    """Serves ``get(pk=...)`` / ``get(<lookup>=...)`` from the cache when nothing else
+    about the queryset could change the answer."""
+
+    model: type[models.Model]
+    query: Any
+    _db: str | None
+    _for_write: bool
+    _hints: dict[str, Any]
+    _fields: Any
+    _iterable_class: Any
+    _prefetch_related_lookups: tuple[Any, ...]
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        if not args and len(kwargs) == 1 and self._is_plain():
+            ((name, value),) = kwargs.items()
+            found = _cached_get(self.model, name.removesuffix("__exact"), value)
+            if found is not None:
+                return found
+        return super().get(*args, **kwargs)  # type: ignore[misc]
+
+    def _is_plain(self) -> bool:
+        query = self.query
+        return not (
+            self._for_write
+            or self._hints
+            or self._fields is not None
+            or self._iterable_class is not ModelIterable
+            or self._prefetch_related_lookups
+            or query.where
+            or query.select_related
+            or query.select_for_update
+            or query.annotations
+            or query.extra
+            or query.combinator
+            or query.distinct
+            or query.low_mark
+            or query.high_mark is not None
+            or query.deferred_loading != (frozenset(), True)
+            or (self._db is not None and self._db != router.db_for_read(self.model))
+        )
+
+
+def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
+    """The row from the cache, or None to let the queryset run as usual."""
+    if value is None or isinstance(value, models.expressions.Combinable):
+        return None
+    plan = plan_for(model)
+    if name in ("pk", plan.pk_field.name, plan.pk_field.attname):
+        lookup = "pk"
+    elif name in plan.lookup_fields:
+        lookup = name
+    else:
+        return None
+    try:
+        plan.clean(plan.pk_field if lookup == "pk" else plan.lookup_fields[lookup], value)
+    except ValueError:
+        return None  # let the ORM raise its own error for a bad value
+    if lookup == "pk":
+        return reads.get(plan, value)
+    return reads.get_by_lookup(plan, lookup, value)
+
+
+_classes: dict[type[Any], type[Any]] = {}
+_patched: dict[Any, type[Any]] = {}
+
+
+def _transparent(queryset_class: type[Any]) -> type[Any]:
+    try:
+        return _classes[queryset_class]
+    except KeyError:
+        name = f"Transparent{queryset_class.__name__}"
+        cls = _classes[queryset_class] = type(name, (TransparentQuerySetMixin, queryset_class), {})
+        return cls
+
+
+def install() -> None:
+    """Give the managers of every transparent model the cache-aware queryset."""
+    uninstall()
+    for model in apps.get_models():
+        if not is_cached(model) or not options_for(model).transparent:
+            continue
+        for manager in model._meta.managers:
+            original = manager._queryset_class  # type: ignore[attr-defined]
+            if issubclass(original, TransparentQuerySetMixin):
+                continue
+            manager._queryset_class = _transparent(original)  # type: ignore[attr-defined]
+            _patched[manager] = original
+
+
+def uninstall() -> None:
+    for manager, original in _patched.items():
+        manager._queryset_class = original
+    _patched.clear()
