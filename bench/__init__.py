@@ -1,0 +1,1 @@
+"""Benchmarks of the cache read path; run them with ``python bench/run.py``."""

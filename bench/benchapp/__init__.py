@@ -1,0 +1,1 @@
+"""The benchmarks' model: a realistic article row served through the cache."""

@@ -1,0 +1,130 @@
+"""Set-up and clean-up: the benchmark database, the article table, seed rows, Redis keys."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import random
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+from django_redis import get_redis_connection
+from psycopg import sql
+
+from bench.benchapp.models import Article
+
+#: Key patterns this benchmark writes: the app's namespace for Article, and its own keys.
+OWN_PATTERNS = ("cs:benchapp.article:*", "bench:*")
+
+WORDS = [
+    "cache",
+    "redis",
+    "django",
+    "model",
+    "row",
+    "lease",
+    "stampede",
+    "invalidation",
+    "commit",
+    "transaction",
+    "query",
+    "latency",
+    "replica",
+    "shard",
+    "index",
+    "vacuum",
+    "tuple",
+    "payload",
+    "schema",
+    "pipeline",
+    "socket",
+    "worker",
+    "batch",
+    "signal",
+    "manager",
+    "field",
+    "decimal",
+    "timestamp",
+    "counter",
+    "article",
+    "author",
+    "review",
+    "draft",
+    "published",
+]
+
+
+def ensure_database() -> None:
+    """Create the benchmark database if it does not exist (via the ``postgres`` database)."""
+    db = settings.DATABASES["default"]
+    params = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"], "dbname": "postgres"}
+    if db.get("PASSWORD"):
+        params["password"] = db["PASSWORD"]
+    with psycopg.connect(**params, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
+        if found.fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+
+
+def create_schema() -> None:
+    """Drop the article table if present and let ``migrate --run-syncdb`` create it anew."""
+    if Article._meta.db_table in connection.introspection.table_names():
+        with connection.schema_editor() as editor:
+            editor.delete_model(Article)
+    call_command("migrate", run_syncdb=True, verbosity=0)
+
+
+def _sentence(rng: random.Random, low: int, high: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+
+
+def _body(rng: random.Random) -> str:
+    target = rng.randint(450, 550)
+    text = ""
+    while len(text) < target:
+        text += _sentence(rng, 8, 16).capitalize() + ". "
+    return text[:target].rstrip()
+
+
+def _article(rng: random.Random, index: int, start: datetime.datetime) -> Article:
+    fields: dict[str, Any] = {
+        "title": _sentence(rng, 4, 9).title(),
+        "slug": f"article-{index:05d}-{rng.choice(WORDS)}",
+        "body": _body(rng),
+        "author_id": rng.randint(1, 200),
+        "published": start + datetime.timedelta(seconds=rng.randint(0, 3 * 365 * 86400)),
+        "views": rng.randint(0, 250_000),
+        "score": rng.random() * 5,
+        "price": decimal.Decimal(rng.randint(100, 99_999)) / 100,
+        "is_public": rng.random() < 0.9,
+        "tags": rng.sample(WORDS, rng.randint(1, 5)),
+    }
+    return Article(**fields)
+
+
+def seed(rows: int) -> list[int]:
+    """Insert ``rows`` deterministic articles; returns their pks."""
+    rng = random.Random(20240601)
+    start = datetime.datetime(2022, 1, 1, tzinfo=datetime.UTC)
+    articles = [_article(rng, i, start) for i in range(rows)]
+    Article.objects.bulk_create(articles, batch_size=500)
+    return list(Article.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def clean_redis() -> int:
+    """Delete this benchmark's keys (SCAN, never KEYS); returns how many were deleted."""
+    client = get_redis_connection("default")
+    deleted = 0
+    for pattern in OWN_PATTERNS:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                deleted += client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += client.delete(*batch)
+    return deleted
