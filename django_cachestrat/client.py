@@ -28,7 +28,7 @@ R = TypeVar("R")
 REDIS_ERRORS = (RedisError, OSError)
 
 breaker = CircuitBreaker()
-_connections: dict[str, Redis] = {}
+_client: Redis | None = None
 
 
 class Unavailable(Exception):
@@ -37,20 +37,18 @@ class Unavailable(Exception):
 
 def connection() -> Redis:
     """The raw redis-py client behind the configured django-redis cache."""
-    alias = conf.CACHE_ALIAS
-    try:
-        return _connections[alias]
-    except KeyError:
+    global _client
+    if _client is None:  # built once; settings changes reset it
         from django_redis import get_redis_connection
 
-        client: Redis = get_redis_connection(alias)
-        _connections[alias] = client
-        return client
+        _client = get_redis_connection(conf.CACHE_ALIAS)
+    return _client
 
 
 def reset() -> None:
-    """Forget connections (settings changed)."""
-    _connections.clear()
+    """Forget the connection (settings changed)."""
+    global _client
+    _client = None
 
 
 def fail_open(func: Callable[P, R]) -> Callable[P, R]:

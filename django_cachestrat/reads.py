@@ -12,6 +12,7 @@ from typing import Any
 from django.db import models, router
 
 from .client import Unavailable, connection, fail_open
+from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
 from .serializers import ABSENT, POINTER, ROW, CorruptPayload, Payload
@@ -19,23 +20,44 @@ from .transactions import has_inserted, is_model_touched, is_touched
 
 __all__ = ["Generations", "get", "get_by_lookup", "get_many", "warm"]
 
-#: The model's generations as read with the value: (rows, absences). A flush bumps the
-#: first; an insert the app cannot name bumps the second, voiding cached absences only.
-Generations = tuple[bytes, bytes]
-
 
 @fail_open
 def _mget(keys: list[str]) -> list[bytes | None]:
     return connection().mget(keys)  # type: ignore[return-value]
 
 
+class Generations:
+    """The model's generations as read with the value.
+
+    A flush bumps the row generation, read in the same MGET as every value. An insert the
+    app cannot name bumps the absence generation, which only a cached "no such row" needs:
+    it is fetched on first use, so the hit path reads two keys, not three.
+    """
+
+    __slots__ = ("_absent", "keys", "row")
+
+    def __init__(self, keys: KeySpace, row: bytes | None) -> None:
+        self.keys = keys
+        self.row = row or b""
+        self._absent: bytes | None = None
+
+    def absent_tag(self) -> bytes:
+        """``row:absent``, the tag a cached absence must carry to be believed."""
+        if self._absent is None:
+            self._absent = b"%s:%s" % (self.row, _mget([self.keys.absent])[0] or b"")
+        return self._absent
+
+
 def _read(plan: ModelPlan, keys: list[str]) -> tuple[Generations, list[bytes | None]]:
-    generation, absent, *values = _mget([plan.keys.generation, plan.keys.absent, *keys])
-    return (generation or b"", absent or b""), values
+    generation, *values = _mget([plan.keys.generation, *keys])
+    return Generations(plan.keys, generation), values
 
 
-def absent_tag(generations: Generations) -> bytes:
-    return b"%s:%s" % generations
+def _is_current_absence(payload: Payload, generations: Generations) -> bool:
+    try:
+        return bool(payload.generation == generations.absent_tag())
+    except Unavailable:
+        return False
 
 
 def decode_row(
@@ -47,13 +69,13 @@ def decode_row(
     except CorruptPayload:
         return None
     if payload.kind == ROW:
-        if payload.generation != generations[0]:
+        if payload.generation != generations.row:
             return None
         instance = plan.model.from_db(using, plan.codec.attnames, payload.values)
         if refresh and plan.early_refresh and is_refresh_due(payload, plan.early_refresh):
             return _refresh(plan, instance, generations, using)
         return instance
-    if payload.kind == ABSENT and payload.generation == absent_tag(generations):
+    if payload.kind == ABSENT and _is_current_absence(payload, generations):
         return MISSING
     return None
 
@@ -61,8 +83,13 @@ def decode_row(
 def is_refresh_due(payload: Payload, beta: float) -> bool:
     """XFetch (Vattani et al., VLDB 2015): refresh before expiry with a probability that
     rises as expiry nears, scaled by how long the value took to compute."""
-    gap_ms = payload.recompute_us / 1000 * beta * -math.log(1.0 - random.random())
-    return bool(payload.expires_ms) and time.time() * 1000 + gap_ms >= payload.expires_ms
+    if not payload.expires_ms:
+        return False
+    left_ms = payload.expires_ms - time.time() * 1000
+    scale_ms = payload.recompute_us / 1000 * beta
+    if left_ms > 40 * scale_ms:  # the chance is below e^-40: skip the draw
+        return False
+    return bool(scale_ms * -math.log(1.0 - random.random()) >= left_ms)
 
 
 def get(plan: ModelPlan, pk: Any) -> models.Model:
@@ -160,12 +187,12 @@ def _decode_pointer(plan: ModelPlan, data: bytes, generations: Generations) -> A
         payload = plan.codec.load(data)
     except CorruptPayload:
         return None
-    if payload.kind == POINTER and payload.generation == generations[0]:
+    if payload.kind == POINTER and payload.generation == generations.row:
         try:
             return plan.clean_pk(payload.values[0])
         except (ValueError, IndexError):
             return None
-    if payload.kind == ABSENT and payload.generation == absent_tag(generations):
+    if payload.kind == ABSENT and _is_current_absence(payload, generations):
         return MISSING
     return None
 
@@ -194,6 +221,8 @@ def warm(plan: ModelPlan, pks: Iterable[Any]) -> None:
 def _resolve_rows(
     plan: ModelPlan, misses: list[Miss], generations: Generations, using: str, wait: bool = True
 ) -> Any:
+    _read_absent_generation(generations)
+
     def decode(data: bytes) -> Any:
         return decode_row(plan, data, generations, using, refresh=False)
 
@@ -202,7 +231,8 @@ def _resolve_rows(
         rows = _db_rows(plan, pks, using)
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
-        return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, spent_us) for pk in pks}
+        per_row_us = spent_us // len(pks)  # what recomputing one row costs, for XFetch
+        return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
     return leased(plan, misses, decode, load, using, wait)
 
@@ -211,6 +241,7 @@ def _resolve_lookup(
     plan: ModelPlan, name: str, misses: list[Miss], generations: Generations, using: str
 ) -> Any:
     codec = plan.codec
+    _read_absent_generation(generations)
 
     def decode(data: bytes) -> Any:
         return _decode_pointer(plan, data, generations)
@@ -224,17 +255,27 @@ def _resolve_lookup(
             if pk is MISSING:
                 loaded[value] = _absent_entry(plan, generations)
             else:
-                payload = codec.dump_marker(POINTER, generations[0], [str(pk)])
+                payload = codec.dump_marker(POINTER, generations.row, [str(pk)])
                 loaded[value] = Entry(pk, payload, plan.ttl_ms())
         return loaded
 
     return leased(plan, misses, decode, load, using)
 
 
+def _read_absent_generation(generations: Generations) -> None:
+    # Read before the database: an insert committed in between bumps it, so a cached
+    # "no such row" filled from the older read is never believed.
+    with contextlib.suppress(Unavailable):
+        generations.absent_tag()
+
+
 def _absent_entry(plan: ModelPlan, generations: Generations) -> Entry:
     if plan.negative_timeout <= 0:
         return Entry(MISSING, None)
-    payload = plan.codec.dump_marker(ABSENT, absent_tag(generations))
+    try:
+        payload = plan.codec.dump_marker(ABSENT, generations.absent_tag())
+    except Unavailable:
+        return Entry(MISSING, None)
     return Entry(MISSING, payload, plan.ttl_ms(plan.negative_timeout))
 
 
@@ -244,7 +285,7 @@ def _row_entry(plan: ModelPlan, row: Any, generations: Generations, spent_us: in
     ttl_ms = plan.ttl_ms()
     expires_ms = int(time.time() * 1000) + ttl_ms
     try:
-        payload = plan.codec.dump_row(row, generations[0], spent_us, expires_ms)
+        payload = plan.codec.dump_row(row, generations.row, spent_us, expires_ms)
     except (TypeError, ValueError, OverflowError):
         return Entry(row, None)  # a value msgpack cannot hold: serve it, do not cache it
     return Entry(row, payload, ttl_ms)

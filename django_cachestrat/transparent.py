@@ -36,7 +36,13 @@ class TransparentQuerySetMixin:
     def get(self, *args: Any, **kwargs: Any) -> Any:
         if not args and len(kwargs) == 1 and self._is_plain():
             ((name, value),) = kwargs.items()
-            found = _cached_get(self.model, name.removesuffix("__exact"), value)
+            try:
+                found = _cached_get(self.model, name.removesuffix("__exact"), value)
+            except self.model.DoesNotExist:  # type: ignore[attr-defined]
+                # The ORM's own message, so nothing tells a cached miss from a query.
+                raise self.model.DoesNotExist(  # type: ignore[attr-defined]
+                    f"{self.model._meta.object_name} matching query does not exist."
+                ) from None
             if found is not None:
                 return found
         return super().get(*args, **kwargs)  # type: ignore[misc]

@@ -8,7 +8,7 @@ from django.db.models import F
 from django.test import override_settings
 
 from django_cachestrat.plan import plan_for
-from django_cachestrat.reads import decode_row
+from django_cachestrat.reads import Generations, decode_row
 from tests.factories import ProfileFactory
 from tests.helpers import count_queries
 from tests.race import Ours, Pauses, run
@@ -31,7 +31,7 @@ def cached_row(redis_client, pk):
     """The row as stored in Redis right now (no fill, no database)."""
     plan = plan_for(Profile)
     data = redis_client.get(plan.keys.row(pk))
-    generations = (b"", b"")
+    generations = Generations(plan.keys, b"")
     return None if data is None else decode_row(plan, data, generations, "default")
 
 
