@@ -33,7 +33,7 @@ TYPES: dict[str, tuple[type, ...]] = {
 }
 NON_NEGATIVE = ("NEGATIVE_TIMEOUT", "EARLY_REFRESH", "LEASE_WAIT", "BREAKER_COOLDOWN")
 POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD")
-WRITE_BEHIND_INTEGERS = ("BATCH_SIZE",)
+WRITE_BEHIND_INTEGERS = ("BATCH_SIZE", "STRIPES")
 # NOTE: braces in the prefix would move the Redis Cluster hash tag of every key, and glob
 # characters would make the SCAN pattern of one model match the keys of others.
 GLOB_CHARACTERS = "*?[]\\"

@@ -122,6 +122,10 @@ class _Scripts:
         self.lease = Script("lease")
         self.fill = Script("fill")
         self.release = Script("release")
+        self.incr = Script("incr")
+        self.claim = Script("claim")
+        self.ack = Script("ack")
+        self.counts = Script("counts")
 
     run_many = staticmethod(run_many)
 

@@ -17,7 +17,7 @@ DEFAULTS: dict[str, Any] = {
     "NEGATIVE_TIMEOUT": 30,
     "FAIL_OPEN": True,
     "MODELS": {},
-    "WRITE_BEHIND": {"INTERVAL": 5, "BATCH_SIZE": 1000},
+    "WRITE_BEHIND": {"INTERVAL": 5, "BATCH_SIZE": 1000, "STRIPES": 8, "RECLAIM_AFTER": 30},
     "EARLY_REFRESH": 1.0,
     "LEASE_TIMEOUT": 5.0,
     "LEASE_WAIT": 1.0,

@@ -8,9 +8,9 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
-from . import reads, transactions
+from . import counters, reads, transactions
 from .client import Unavailable, connection, fail_open, pending
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -183,7 +183,13 @@ def flush(model: type[models.Model]) -> None:
     flushed.send(plan.model)
 
 
+def _before_save(sender: type[models.Model], instance: models.Model, **kw: Any) -> None:
+    counters.before_save(instance, kw.get("update_fields"))
+
+
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
+    if "created" in kw:  # post_save
+        counters.after_save(instance, kw.get("update_fields"))
     values = {
         name: [getattr(instance, field.attname, None)]
         for plan in family(sender)
@@ -214,6 +220,8 @@ def connect_receivers() -> None:
         uid = f"django_cachestrat:{model._meta.label_lower}"
         post_save.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
         post_delete.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
+        if any(plan.options.counters for plan in family(model)):
+            pre_save.connect(_before_save, sender=model, dispatch_uid=uid, weak=False)
         _connected.append(model)
 
 
@@ -222,4 +230,5 @@ def disconnect_receivers() -> None:
         uid = f"django_cachestrat:{model._meta.label_lower}"
         post_save.disconnect(sender=model, dispatch_uid=uid)
         post_delete.disconnect(sender=model, dispatch_uid=uid)
+        pre_save.disconnect(sender=model, dispatch_uid=uid)
     _connected.clear()

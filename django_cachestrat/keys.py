@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any
+import zlib
+from typing import Any, NamedTuple
 
 from django.db import models
 
-__all__ = ["KeySpace", "key_part", "schema_hash"]
+__all__ = ["KeySpace", "StripeKeys", "key_part", "schema_hash"]
 
 #: Bumped when the payload format changes, so old payloads are never decoded.
 FORMAT_VERSION = "2"
@@ -28,6 +29,16 @@ def key_part(value: Any) -> str:
     if isinstance(value, uuid.UUID):
         return value.hex
     return str(value)
+
+
+class StripeKeys(NamedTuple):
+    """The keys of one write-behind stripe; one hash tag, so one Redis Cluster slot."""
+
+    pending: str  # HASH "field:pk" -> delta, not yet claimed
+    claimed: str  # HASH of the batch being flushed
+    claim: str  # "batch_id:claimed_at_ms" while a batch is in flight
+    version: str  # bumped when a batch is claimed and when it is acknowledged
+    throttle: str  # set for a moment when a full stripe has asked for a flush
 
 
 class KeySpace:
@@ -61,6 +72,16 @@ class KeySpace:
     @staticmethod
     def lease(key: str) -> str:
         return f"{key}:lease"
+
+    def stripe(self, index: int) -> StripeKeys:
+        # Counters outlive deploys, so these keys carry no schema hash.
+        base = f"{self.namespace}wb:{{{self.label}:{index}}}:"
+        return StripeKeys(*(base + name for name in StripeKeys._fields))
+
+    @staticmethod
+    def stripe_of(pk: Any, stripes: int) -> int:
+        """Spread a model's pending increments over stripes, so a hot model is not one key."""
+        return zlib.crc32(key_part(pk).encode()) % stripes
 
     @property
     def pattern(self) -> str:

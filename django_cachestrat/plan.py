@@ -16,6 +16,12 @@ from .stats import stats_for
 
 __all__ = ["ModelPlan", "plan_for", "reset_plans"]
 
+POSITIVE_FIELDS = (
+    models.PositiveIntegerField,
+    models.PositiveBigIntegerField,
+    models.PositiveSmallIntegerField,
+)
+
 
 class ModelPlan:
     """Everything the read and write paths need about one model, computed once."""
@@ -40,6 +46,14 @@ class ModelPlan:
         self.lease_ms = max(1, int(conf.LEASE_TIMEOUT * 1000))
         self.lease_wait = conf.LEASE_WAIT
         self.early_refresh = conf.EARLY_REFRESH
+        write_behind = conf.WRITE_BEHIND
+        self.stripes = int(write_behind["STRIPES"])
+        self.batch_size = int(write_behind["BATCH_SIZE"])
+        self.positive_counters = frozenset(
+            name
+            for name in self.options.counters
+            if isinstance(meta.get_field(name), POSITIVE_FIELDS)
+        )
         self.stats = stats_for(self.keys.label)
 
     def ttl_ms(self, timeout: float | None = None) -> int:
@@ -47,6 +61,10 @@ class ModelPlan:
         base = self.timeout if timeout is None else timeout
         spread = base * self.jitter
         return max(1, int((base + random.uniform(-spread, spread)) * 1000))
+
+    def is_positive(self, counter: str) -> bool:
+        """Whether a counter never goes below zero (a Positive*IntegerField)."""
+        return counter in self.positive_counters
 
     def clean_pk(self, value: Any) -> Any:
         return self.clean(self.pk_field, value)

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
+from . import counters
 from .client import Unavailable, connection, fail_open
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
@@ -95,6 +96,8 @@ def is_refresh_due(payload: Payload, beta: float) -> bool:
 def get(plan: ModelPlan, pk: Any) -> models.Model:
     """The row with this pk, from Redis when possible; raises ``DoesNotExist``."""
     pk = plan.clean_pk(pk)
+    if plan.options.counters:  # rows with write-behind counters take the batch path
+        return _one(plan, pk, get_many(plan, [pk]))
     using = router.db_for_read(plan.model)
     label = plan.keys.label
     if is_touched(label, pk):
@@ -122,6 +125,14 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
 def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
     """``{pk: instance}`` for the rows that exist, in one Redis round trip when all hit."""
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
+    result = _rows(plan, clean)
+    if plan.options.counters:
+        counters.overlay(plan, result[0], result[1])
+    return result[0]
+
+
+def _rows(plan: ModelPlan, clean: list[Any]) -> tuple[dict[Any, models.Model], dict[int, Any]]:
+    """The rows, and the write-behind stripe versions read in the same MGET."""
     using = router.db_for_read(plan.model)
     label = plan.keys.label
     result: dict[Any, models.Model] = {}
@@ -130,16 +141,18 @@ def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
         result.update(_db_rows(plan, list(bypass), using))
         clean = [pk for pk in clean if pk not in bypass]
     if not clean:
-        return result
+        return result, {}
     keys = [plan.keys.row(pk) for pk in clean]
+    versions = counters.version_keys(plan, clean) if plan.options.counters else {}
     try:
-        generations, values = _read(plan, keys)
+        generations, values = _read(plan, keys + list(versions.values()))
     except Unavailable:
         result.update(_db_rows(plan, clean, using))
-        return result
+        return result, {}
+    seen = dict(zip(versions, values[len(keys) :], strict=True))
     trust_absent = not has_inserted(label)
     misses = []
-    for pk, key, data in zip(clean, keys, values, strict=True):
+    for pk, key, data in zip(clean, keys, values[: len(keys)], strict=True):
         found = decode_row(plan, data, generations, using) if data is not None else None
         if found is None or (found is MISSING and not trust_absent):
             misses.append(Miss(pk, key, data or b""))
@@ -149,7 +162,14 @@ def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
     plan.stats.misses += len(misses)
     if misses:
         result.update(_resolve_rows(plan, misses, generations, using))
-    return result
+    return result, seen
+
+
+def _one(plan: ModelPlan, pk: Any, rows: dict[Any, models.Model]) -> models.Model:
+    try:
+        return rows[pk]
+    except KeyError:
+        raise plan.does_not_exist(_not_found(plan, "pk", pk)) from None
 
 
 def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:

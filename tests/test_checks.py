@@ -433,7 +433,7 @@ def test_e013_write_behind_unknown_key(key: str) -> None:
     errors = settings_errors(WRITE_BEHIND={key: 100})
     assert ids(errors) == ["E013"]
     assert f"unknown key {key!r}" in errors[0].msg
-    assert errors[0].hint == "Valid keys: BATCH_SIZE, INTERVAL."
+    assert errors[0].hint == "Valid keys: BATCH_SIZE, INTERVAL, RECLAIM_AFTER, STRIPES."
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,209 @@
+"""Write-behind counters: increments land in Redis at once; reads add what is pending."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.db.models import Exists, F
+from django.db.models.functions import Greatest
+
+from .client import Unavailable, connection, fail_open, scripts
+from .keys import StripeKeys, key_part
+from .plan import ModelPlan
+
+__all__ = ["incr", "overlay", "version_keys"]
+
+logger = logging.getLogger("django_cachestrat")
+
+#: How often a full stripe may ask for a flush (one caller per period).
+TRIGGER_THROTTLE_MS = 1000
+
+
+def _validate(plan: ModelPlan, field: Any, by: Any) -> None:
+    name = f"{plan.model._meta.object_name}.cached.incr()"
+    if field not in plan.options.counters:
+        declared = ", ".join(plan.options.counters) or "none"
+        raise ValueError(
+            f"{name}: {field!r} is not a counter of {plan.model._meta.label} "
+            f"(declared: {declared}); add it to CacheMeta.counters"
+        )
+    if type(by) is not int:
+        raise TypeError(f"{name}: by must be an int, not {type(by).__name__} ({by!r})")
+
+
+def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
+    """Add ``by`` to a counter: one Redis round trip; Celery applies it to the database.
+
+    Inside a transaction the increment waits for the commit, so a rollback drops it.
+    """
+    _validate(plan, field, by)
+    pk = plan.clean_pk(pk)
+    using = router.db_for_write(plan.model)
+    if connections[using].in_atomic_block:
+        transaction.on_commit(lambda: _incr_now(plan, pk, field, by, using), using=using)
+    else:
+        _incr_now(plan, pk, field, by, using)
+
+
+def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
+    stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))
+    try:
+        _, trigger = _incr_redis(stripe, f"{field}:{key_part(pk)}", by, plan.batch_size)
+    except Unavailable:
+        _incr_database(plan, pk, field, by, using)  # fail-open: nothing is lost
+        return
+    if trigger:
+        _request_flush()
+
+
+@fail_open
+def _incr_redis(stripe: StripeKeys, member: str, by: int, batch_size: int) -> list[int]:
+    args = (member, by, batch_size, TRIGGER_THROTTLE_MS)
+    return scripts.incr(connection(), (stripe.pending, stripe.throttle), args)  # type: ignore[no-any-return]
+
+
+def _incr_database(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
+    updated: Any = F(field) + by
+    if plan.is_positive(field):
+        updated = Greatest(updated, 0)
+    plan.model._base_manager.using(using).filter(pk=pk).update(**{field: updated})
+
+
+def _request_flush() -> None:
+    try:
+        from .tasks import flush_counters
+
+        flush_counters.delay()
+    except Exception as exc:  # no Celery, or no broker: the periodic flush will come
+        logger.warning("Could not queue a write-behind flush: %s", exc)
+
+
+def version_keys(plan: ModelPlan, pks: Iterable[Any]) -> dict[int, str]:
+    """The version key of every stripe these pks fall in (read with the rows)."""
+    indexes = {plan.keys.stripe_of(pk, plan.stripes) for pk in pks}
+    return {i: plan.keys.stripe(i).version for i in sorted(indexes)}
+
+
+def overlay(plan: ModelPlan, rows: dict[Any, Any], before: dict[int, bytes | None]) -> None:
+    """Add pending increments to the counters of ``rows`` (``{pk: instance}``).
+
+    ``before`` holds each stripe's version as read together with the rows. A stripe
+    whose version is unchanged and that has no batch in flight adds its pending deltas to
+    the row values as read; otherwise the batch may or may not be in the database, so the
+    counters are read from the database together with whether the batch is recorded.
+    """
+    if not rows:
+        return
+    groups: dict[int, list[Any]] = defaultdict(list)
+    for pk in rows:
+        groups[plan.keys.stripe_of(pk, plan.stripes)].append(pk)
+    try:
+        results = _counts(plan, groups)
+    except Unavailable:
+        return  # pending increments cannot be read: the database values stand
+    for (index, pks), result in zip(groups.items(), results, strict=True):
+        version, claim, pending, _ = result
+        if version == (before.get(index) or b"0") and claim is None:
+            _add(plan, rows, pks, pending, None)
+        else:
+            _settle(plan, rows, index, pks, result)
+
+
+@fail_open
+def _counts(plan: ModelPlan, groups: dict[int, list[Any]]) -> list[Any]:
+    calls = [
+        (scripts.counts, plan.keys.stripe(index)[:4], _members(plan, pks))
+        for index, pks in groups.items()
+    ]
+    return scripts.run_many(connection(), calls)
+
+
+def _members(plan: ModelPlan, pks: list[Any]) -> list[str]:
+    return [f"{field}:{key_part(pk)}" for pk in pks for field in plan.options.counters]
+
+
+def _add(
+    plan: ModelPlan,
+    rows: dict[Any, Any],
+    pks: list[Any],
+    pending: list[Any],
+    base: dict[Any, tuple[Any, ...]] | None,
+) -> None:
+    fields = plan.options.counters
+    for i, pk in enumerate(pks):
+        instance = rows[pk]
+        added = {}
+        for j, field in enumerate(fields):
+            delta = int(pending[i * len(fields) + j] or 0)
+            value = (base[pk][j] if base and pk in base else getattr(instance, field)) + delta
+            if plan.is_positive(field):
+                value = max(value, 0)
+            setattr(instance, field, value)
+            added[field] = delta
+        # Remembered so that save() writes the database value, not database + pending.
+        instance.__dict__["_cachestrat_pending"] = added
+
+
+def _settle(
+    plan: ModelPlan, rows: dict[Any, Any], index: int, pks: list[Any], result: list[Any]
+) -> None:
+    """Counters of a stripe whose batch is in flight: read them from the database with
+    whether the batch is recorded (one statement, one snapshot), and accept the result
+    once the stripe's version shows no batch moved meanwhile."""
+    for _ in range(5):
+        version, claim, _, _ = result
+        batch_id = claim.rsplit(b":", 1)[0].decode() if claim else None
+        base, applied = _database_counts(plan, pks, batch_id)
+        (latest,) = _counts_or_none(plan, {index: pks}) or [result]
+        if latest[0] == version:
+            _, _, pending, claimed = latest
+            if claimed and not applied:
+                pending = [int(a or 0) + int(b or 0) for a, b in zip(pending, claimed, strict=True)]
+            _add(plan, rows, pks, pending, base)
+            return
+        result = latest
+    _add(plan, rows, pks, result[2], base)  # the stripe kept moving: best effort
+
+
+def _counts_or_none(plan: ModelPlan, groups: dict[int, list[Any]]) -> list[Any] | None:
+    try:
+        return _counts(plan, groups)
+    except Unavailable:
+        return None
+
+
+def _database_counts(
+    plan: ModelPlan, pks: list[Any], batch_id: str | None
+) -> tuple[dict[Any, tuple[Any, ...]], bool]:
+    from .models import CounterBatch
+
+    fields = plan.options.counters
+    query: Any = plan.model._base_manager.using(router.db_for_read(plan.model))
+    recorded = CounterBatch.objects.filter(id=batch_id or "")
+    query = query.filter(pk__in=pks).annotate(_batch_recorded=Exists(recorded))
+    values = list(query.values_list("pk", *fields, "_batch_recorded"))
+    applied = any(row[-1] for row in values)
+    return {row[0]: tuple(row[1:-1]) for row in values}, applied
+
+
+def before_save(instance: Any, update_fields: Iterable[str] | None) -> None:
+    """A row read through ``cached`` shows database + pending; write the database part,
+    or the pending increments would be counted twice once they are flushed."""
+    _shift(instance, update_fields, -1)
+
+
+def after_save(instance: Any, update_fields: Iterable[str] | None) -> None:
+    _shift(instance, update_fields, +1)
+
+
+def _shift(instance: Any, update_fields: Iterable[str] | None, sign: int) -> None:
+    added = instance.__dict__.get("_cachestrat_pending")
+    if not added:
+        return
+    for field, delta in added.items():
+        if update_fields is None or field in update_fields:
+            setattr(instance, field, getattr(instance, field) + sign * delta)

@@ -1,0 +1,49 @@
+"""The app's own tables: write-behind batches applied, and increments whose row was gone."""
+
+from __future__ import annotations
+
+from django.db import models
+
+__all__ = ["CounterBatch", "DeadLetter"]
+
+
+class CounterBatch(models.Model):
+    """A write-behind batch recorded in the same transaction that applied it.
+
+    Its unique id is what makes a flush exactly-once: a batch claimed twice (its first
+    flusher died after the commit) is recognised here and only acknowledged.
+    """
+
+    id = models.CharField(primary_key=True, max_length=32)
+    model = models.CharField(max_length=200)
+    stripe = models.PositiveIntegerField()
+    rows = models.PositiveIntegerField(default=0)
+    increments = models.BigIntegerField(default=0)
+    dead_letters = models.PositiveIntegerField(default=0)
+    duration_ms = models.FloatField(default=0)
+    applied_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-applied_at"]
+        verbose_name = "write-behind batch"
+
+    def __str__(self) -> str:
+        return f"{self.model} batch {self.id}"
+
+
+class DeadLetter(models.Model):
+    """An increment for a row deleted before its batch was flushed."""
+
+    batch = models.ForeignKey(CounterBatch, on_delete=models.CASCADE, related_name="letters")
+    model = models.CharField(max_length=200)
+    pk_value = models.CharField("primary key", max_length=255)
+    field = models.CharField(max_length=100)
+    delta = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "dead letter"
+
+    def __str__(self) -> str:
+        return f"{self.model}#{self.pk_value}.{self.field} {self.delta:+d}"

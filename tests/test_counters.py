@@ -1,0 +1,197 @@
+"""Write-behind counters: increments in Redis at once, reads add them, flushes apply once."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import transaction
+from django.test import override_settings
+
+from django_cachestrat import flush
+from django_cachestrat.models import CounterBatch, DeadLetter
+from django_cachestrat.plan import plan_for
+from tests.factories import ProfileFactory
+from tests.helpers import count_queries
+from tests.servers import RedisServer
+from tests.testapp.models import Profile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def likes(pk):
+    return Profile.cached.get(pk=pk).likes
+
+
+def db_likes(pk):
+    return Profile.objects.values_list("likes", flat=True).get(pk=pk)
+
+
+def test_increments_are_read_back_at_once_and_flushed_exactly():
+    profile = ProfileFactory(likes=10)
+    for _ in range(5):
+        Profile.cached.incr(profile.pk, "likes")
+    Profile.cached.incr(profile.pk, "likes", by=3)
+    assert likes(profile.pk) == 18
+    assert db_likes(profile.pk) == 10
+    results = flush.flush_all()
+    assert [(r.rows, r.increments) for r in results] == [(1, 8)]
+    assert db_likes(profile.pk) == 18
+    assert likes(profile.pk) == 18  # no double count after the flush
+    assert flush.flush_all() == []
+
+
+def test_get_many_adds_pending_increments_of_every_row():
+    profiles = ProfileFactory.create_batch(20, likes=1)
+    for i, p in enumerate(profiles):
+        Profile.cached.incr(p.pk, "likes", by=i)
+    got = Profile.cached.get_many([p.pk for p in profiles])
+    assert {pk: p.likes for pk, p in got.items()} == {p.pk: 1 + i for i, p in enumerate(profiles)}
+
+
+def test_reads_stay_exact_at_every_step_of_a_flush():
+    profile = ProfileFactory(likes=100)
+    plan = plan_for(Profile)
+    Profile.cached.incr(profile.pk, "likes", by=7)
+    index = plan.keys.stripe_of(profile.pk, plan.stripes)
+    claimed = flush.claim(plan, index)
+    assert claimed is not None
+    result, deltas = claimed
+    Profile.cached.incr(profile.pk, "likes", by=1)  # pending again, beside the batch
+    assert likes(profile.pk) == 108  # claimed and pending, none applied
+    flush.apply(plan, result, deltas)
+    assert db_likes(profile.pk) == 107
+    assert likes(profile.pk) == 108  # applied, not yet acknowledged: counted once
+    flush.acknowledge(plan, index, result.batch_id)
+    assert likes(profile.pk) == 108
+    flush.flush_all()
+    assert db_likes(profile.pk) == likes(profile.pk) == 108
+
+
+def test_cached_row_and_pending_do_not_double_count_across_a_flush():
+    profile = ProfileFactory(likes=0)
+    Profile.cached.get(pk=profile.pk)  # the row is cached with likes=0
+    Profile.cached.incr(profile.pk, "likes", by=2)
+    flush.flush_all()
+    assert likes(profile.pk) == 2
+    assert count_queries(lambda: likes(profile.pk))[1] == 0  # refilled once, then hits
+
+
+@override_settings(CACHESTRAT={"WRITE_BEHIND": {"RECLAIM_AFTER": 0.2}})
+def test_a_batch_left_by_a_dead_flusher_is_reclaimed_and_applied_once():
+    profile = ProfileFactory(likes=0)
+    plan = plan_for(Profile)
+    Profile.cached.incr(profile.pk, "likes", by=5)
+    index = plan.keys.stripe_of(profile.pk, plan.stripes)
+    assert flush.claim(plan, index) is not None  # ... and the flusher dies here
+    assert flush.flush_all() == []  # too early to reclaim
+    assert likes(profile.pk) == 5
+    time.sleep(0.25)
+    (result,) = flush.flush_all()
+    assert result.reclaimed and not result.duplicate
+    assert db_likes(profile.pk) == likes(profile.pk) == 5
+
+
+@override_settings(CACHESTRAT={"WRITE_BEHIND": {"RECLAIM_AFTER": 0.2}})
+def test_a_batch_committed_but_not_acknowledged_is_not_applied_twice():
+    profile = ProfileFactory(likes=0)
+    plan = plan_for(Profile)
+    Profile.cached.incr(profile.pk, "likes", by=5)
+    index = plan.keys.stripe_of(profile.pk, plan.stripes)
+    result, deltas = flush.claim(plan, index)
+    flush.apply(plan, result, deltas)  # committed; the flusher dies before the ack
+    assert likes(profile.pk) == 5
+    time.sleep(0.25)
+    (again,) = flush.flush_all()
+    assert again.duplicate and again.batch_id == result.batch_id
+    assert db_likes(profile.pk) == likes(profile.pk) == 5
+    assert CounterBatch.objects.filter(id=result.batch_id).count() == 1
+
+
+def test_increments_for_deleted_rows_become_dead_letters():
+    kept, gone = ProfileFactory.create_batch(2)
+    Profile.cached.incr(kept.pk, "likes", by=1)
+    Profile.cached.incr(gone.pk, "likes", by=4)
+    gone_pk = gone.pk
+    gone.delete()
+    flush.flush_all()
+    letter = DeadLetter.objects.get()
+    assert (letter.pk_value, letter.field, letter.delta) == (str(gone_pk), "likes", 4)
+    assert db_likes(kept.pk) == 1
+
+
+def test_a_positive_counter_never_goes_below_zero():
+    profile = ProfileFactory(likes=2)
+    Profile.cached.incr(profile.pk, "likes", by=-5)
+    assert likes(profile.pk) == 0
+    flush.flush_all()
+    assert db_likes(profile.pk) == 0
+
+
+def test_saving_a_row_read_with_pending_increments_does_not_count_them_twice():
+    profile = ProfileFactory(likes=1, age=1)
+    Profile.cached.incr(profile.pk, "likes", by=4)
+    row = Profile.cached.get(pk=profile.pk)
+    assert row.likes == 5
+    row.age = 2
+    row.save()
+    assert row.likes == 5
+    assert db_likes(profile.pk) == 1
+    flush.flush_all()
+    assert db_likes(profile.pk) == 5
+
+
+def test_increments_inside_a_transaction_wait_for_the_commit():
+    profile = ProfileFactory(likes=0)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Profile.cached.incr(profile.pk, "likes")
+        raise RuntimeError
+    with transaction.atomic():
+        Profile.cached.incr(profile.pk, "likes", by=2)
+    flush.flush_all()
+    assert db_likes(profile.pk) == 2
+
+
+def test_increments_go_to_the_database_while_redis_is_down():
+    server = RedisServer()
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2},
+        }
+    }
+    profile = ProfileFactory(likes=0)
+    with override_settings(CACHES=caches):  # nothing listens on that port
+        Profile.cached.incr(profile.pk, "likes", by=3)
+        Profile.cached.incr(profile.pk, "likes", by=-1)
+        assert likes(profile.pk) == 2
+    assert db_likes(profile.pk) == 2
+
+
+def test_pending_increments_are_striped_over_keys_in_one_slot_each(redis_client):
+    profiles = ProfileFactory.create_batch(64)
+    for p in profiles:
+        Profile.cached.incr(p.pk, "likes")
+    plan = plan_for(Profile)
+    stripes = {plan.keys.stripe_of(p.pk, plan.stripes) for p in profiles}
+    assert len(stripes) == plan.stripes
+    for index in stripes:
+        keys = plan.keys.stripe(index)
+        assert redis_client.exists(keys.pending)
+        tags = {key[key.index("{") : key.index("}") + 1] for key in keys}
+        assert len(tags) == 1  # one hash tag: one Redis Cluster slot per stripe
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "message"),
+    [
+        ((1, "age"), ValueError, "'age' is not a counter"),
+        ((1, "likes", 1.5), TypeError, "by must be an int, not float"),
+        ((1, "likes", True), TypeError, "by must be an int, not bool"),
+        (("x", "likes"), ValueError, "'x' is not a valid value"),
+    ],
+)
+def test_bad_increments_raise_clear_errors(args, error, message):
+    with pytest.raises(error, match=message):
+        Profile.cached.incr(*args)
