@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from . import counters, reads, transactions
+from . import counters, reads, statements, transactions
 from .client import Unavailable, connection, fail_open, pending
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -93,14 +93,28 @@ def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[Mo
         pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
 
 
-def _apply(
-    plans: list[ModelPlan],
-    using: str,
-    pks: list[Any] | None,
-    keys: set[str] = frozenset(),  # type: ignore[assignment]
-    generations: set[str] = frozenset(),  # type: ignore[assignment]
-    inserted: bool = False,
-) -> None:
+class Change:
+    """What one write did to the cache: keys to delete, generations to bump, the rows."""
+
+    __slots__ = ("flushed", "generations", "inserted", "keys", "pks")
+
+    def __init__(
+        self,
+        pks: list[Any] | None,
+        keys: Iterable[str] = (),
+        generations: Iterable[str] = (),
+        *,
+        inserted: bool = False,
+        flushed: bool = False,
+    ) -> None:
+        self.pks = pks  # None: the rows are not known one by one
+        self.keys = set(keys)
+        self.generations = set(generations)
+        self.inserted = inserted  # rows were inserted (pks given, or None: unnamed)
+        self.flushed = flushed  # the model's generation is bumped
+
+
+def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
     """Invalidate once the write has committed: now in autocommit, else at commit.
 
     Inside a transaction nothing is deleted early: the old row stays true for everyone
@@ -111,36 +125,40 @@ def _apply(
     """
     state = transactions.state_for(using)
     if state is None:
-        _send_safely(keys, generations, plans)
-        _after_commit({plan: set(pks or ()) for plan in plans}, flushed_all=pks is None)
+        _send_safely(change.keys, change.generations, plans)
+        changed = {plan: set(change.pks or ()) for plan in plans}
+        _after_commit(changed, plans if change.flushed else [])
         return
-    state.keys |= keys
-    state.generations |= generations
+    state.keys |= change.keys
+    state.generations |= change.generations
     for plan in plans:
-        if inserted:
-            state.inserted.add(plan.keys.label)
-            state.touch(plan.keys.label, ())
+        label = plan.keys.label
+        if change.inserted and change.pks is None:
+            state.inserted.add(label)
+            state.touch(label, ())
         else:
-            state.touch(plan.keys.label, pks)
-        state.changed.setdefault(plan, set()).update(pks or ())
+            state.touch(label, change.pks)
+        state.changed.setdefault(plan, set()).update(change.pks or ())
+        if change.flushed:
+            state.flushed.add(plan)
 
 
 def _on_commit(state: transactions.TxState) -> None:
     _send_safely(state.keys, state.generations, list(state.changed))
-    _after_commit(state.changed, flushed_all=False)
+    _after_commit(state.changed, list(state.flushed))
 
 
 transactions.commit_hook = _on_commit
 
 
-def _after_commit(changed: dict[Any, set[Any]], flushed_all: bool) -> None:
+def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) -> None:
     for plan, pks in changed.items():
         if pks:
             invalidated.send(plan.model, pks=sorted(pks, key=str))
             if plan.options.strategy == "write_through":
                 reads.warm(plan, pks)
-        elif flushed_all:
-            flushed.send(plan.model)
+    for plan in flushed_plans:
+        flushed.send(plan.model)
 
 
 def invalidate_pks(
@@ -158,22 +176,26 @@ def invalidate_pks(
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
-    _apply(plans, using, pks, keys=_keys_for(plans, pks, values))
+    _apply(plans, using, Change(pks, _keys_for(plans, pks, values)))
 
 
 def invalidate_unknown(model: type[models.Model], using: str) -> None:
     """Rows changed but not named (a bulk write the app cannot list): flush the model."""
     plans = family(model)
     if plans:
-        _apply(plans, using, None, generations={p.keys.generation for p in plans})
+        generations = {p.keys.generation for p in plans}
+        _apply(plans, using, Change(None, generations=generations, flushed=True))
 
 
-def invalidate_absences(model: type[models.Model], using: str) -> None:
-    """Rows were inserted without being named: void the model's cached absences."""
+def invalidate_absences(
+    model: type[models.Model], using: str, pks: list[Any] | None = None
+) -> None:
+    """Rows were inserted: void the model's cached absences. Inside a transaction, the
+    new rows (or, unnamed, every absence of the model) bypass the cache until commit."""
     plans = family(model)
     if plans:
         absences = {p.keys.absent for p in plans}
-        _apply(plans, using, [], generations=absences, inserted=True)
+        _apply(plans, using, Change(pks, generations=absences, inserted=True))
 
 
 def flush(model: type[models.Model]) -> None:
@@ -190,6 +212,8 @@ def _before_save(sender: type[models.Model], instance: models.Model, **kw: Any) 
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
     if "created" in kw:  # post_save
         counters.after_save(instance, kw.get("update_fields"))
+    if statements.was_handled(sender, instance.pk):
+        return  # the statement itself was seen, with its pks and lookup values
     values = {
         name: [getattr(instance, field.attname, None)]
         for plan in family(sender)

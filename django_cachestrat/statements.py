@@ -4,6 +4,7 @@ the database layer: an execute wrapper on each connection invalidates what they 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,10 +68,67 @@ def _wrapper(execute: Execute, sql: Any, params: Any, many: bool, context: dict[
     if model is None:
         return execute(sql, params, many, context)
     if head.startswith("INSERT"):
-        result = execute(sql, params, many, context)
-        invalidation.invalidate_absences(model, conn.alias)
-        return result
+        return _inserted_rows(execute, sql, params, many, context, model)
     return _changed_rows(execute, sql, params, many, context, model, head)
+
+
+class _Handled(threading.local):
+    """The rows the last statement in this thread invalidated through RETURNING, so the
+    model signal that follows it (``save()``, ``delete()``) need not do it again."""
+
+    label: str | None = None
+    pks: frozenset[Any] = frozenset()
+
+
+_handled = _Handled()
+
+
+def was_handled(model: type[models.Model], pk: Any) -> bool:
+    concrete = model._meta.concrete_model or model
+    return _handled.label == concrete._meta.label_lower and pk in _handled.pks
+
+
+def _mark(model: type[models.Model], pks: list[Any] | None) -> None:
+    _handled.label = model._meta.label_lower if pks is not None else None
+    _handled.pks = frozenset(pks or ())
+
+
+def _inserted_rows(
+    execute: Execute,
+    sql: str,
+    params: Any,
+    many: bool,
+    context: dict[str, Any],
+    model: type[models.Model],
+) -> Any:
+    conn: BaseDatabaseWrapper = context["connection"]
+    result = execute(sql, params, many, context)
+    upper = sql.upper()
+    if "ON CONFLICT" in upper and "DO UPDATE" in upper:
+        # An upsert may have changed rows that exist: they cannot be named here.
+        invalidation.invalidate_unknown(model, conn.alias)
+    pks = None if many else _returned_pks(context, sql, model)
+    invalidation.invalidate_absences(model, conn.alias, pks)
+    _mark(model, pks)
+    return result
+
+
+def _returned_pks(context: dict[str, Any], sql: str, model: type[models.Model]) -> list[Any] | None:
+    """The pks an ``INSERT … RETURNING pk, …`` produced, read and then rewound so Django
+    reads them too (client-side psycopg cursors keep every row in memory)."""
+    head, found, returning = sql.upper().rpartition(" RETURNING ")
+    if not found or _pk_column(model).upper() not in returning.split(",")[0]:
+        return None
+    cursor = getattr(context["cursor"], "cursor", None)
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    if not isinstance(cursor, psycopg.Cursor):  # client-side: every row in memory
+        return None
+    rows = cursor.fetchall()
+    cursor.scroll(0, mode="absolute")
+    return [row[0] for row in rows]
 
 
 def _changed_rows(
@@ -92,14 +150,16 @@ def _changed_rows(
         result = execute(f"{sql.rstrip().rstrip(';')} RETURNING {returning}", params, many, context)
         rows = context["cursor"].fetchall()
         values = {f.name: [row[i + 1] for row in rows] for i, f in enumerate(lookups)}
-        invalidation.invalidate_pks(model, [row[0] for row in rows], conn.alias, values=values)
+        returned = [row[0] for row in rows]
+        invalidation.invalidate_pks(model, returned, conn.alias, values=values)
+        _mark(model, returned)
         return result
-    pks = None if many else _pks_by_shape(sql, params, model)
+    shaped = None if many else _pks_by_shape(sql, params, model)
     result = execute(sql, params, many, context)
-    if pks is None:
+    if shaped is None:
         invalidation.invalidate_unknown(model, conn.alias)
         return result
-    invalidation.invalidate_pks(model, pks, conn.alias)
+    invalidation.invalidate_pks(model, shaped, conn.alias)
     if head.startswith("UPDATE") and any(f'{f.column}"' in sql for f in _lookup_fields(model)):
         invalidation.invalidate_absences(model, conn.alias)
     return result

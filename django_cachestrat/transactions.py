@@ -23,7 +23,7 @@ class TxState:
     committed and :data:`commit_hook` sends the deferred invalidations.
     """
 
-    __slots__ = ("changed", "generations", "inserted", "keys", "marker", "touched")
+    __slots__ = ("changed", "flushed", "generations", "inserted", "keys", "marker", "touched")
 
     def __init__(self) -> None:
         self.touched: dict[str, set[Any] | frozenset[Any]] = {}
@@ -31,6 +31,7 @@ class TxState:
         self.keys: set[str] = set()
         self.generations: set[str] = set()
         self.changed: dict[Any, set[Any]] = {}  # plan -> pks, for after-commit work
+        self.flushed: set[Any] = set()  # plans whose generation the commit bumps
 
         def marker() -> None:
             _forget(self)

@@ -162,3 +162,62 @@ def test_truncate_flushes_the_model(redis_client):
         cursor.execute('TRUNCATE "testapp_team" CASCADE')
     with pytest.raises(Team.DoesNotExist):
         Team.cached.get(pk=team.pk)
+
+
+def test_upsert_through_bulk_create_invalidates_updated_rows():
+    profile = ProfileFactory(username="up", age=1)
+    Profile.cached.get(pk=profile.pk)
+    Profile.objects.bulk_create(
+        [Profile(username="up", age=2)],
+        update_conflicts=True,
+        unique_fields=["username"],
+        update_fields=["age"],
+    )
+    assert Profile.cached.get(pk=profile.pk).age == 2
+
+
+def test_a_save_is_invalidated_once():
+    from django_cachestrat.signals import invalidated
+
+    profile = ProfileFactory()
+    seen = []
+
+    def receiver(sender, pks, **kw):
+        seen.append(list(pks))
+
+    invalidated.connect(receiver)
+    try:
+        profile.age += 1
+        profile.save()
+    finally:
+        invalidated.disconnect(receiver)
+    assert seen == [[profile.pk]]
+
+
+def test_creating_a_row_in_a_transaction_keeps_the_cache_for_other_rows(redis_client):
+    other = ProfileFactory()
+    with transaction.atomic():
+        created = ProfileFactory()
+        assert Profile.cached.get(pk=created.pk).pk == created.pk  # its own new row
+        Profile.cached.get(pk=other.pk)  # another row still fills the shared cache
+        assert redis_client.get(plan_for(Profile).keys.row(other.pk)) is not None
+        assert redis_client.get(plan_for(Profile).keys.row(created.pk)) is None
+
+
+def test_flushed_is_sent_when_a_transaction_that_bumped_the_generation_commits():
+    from django_cachestrat.signals import flushed
+
+    seen = []
+
+    def receiver(sender, **kw):
+        seen.append(sender)
+
+    flushed.connect(receiver)
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute('TRUNCATE "testapp_comment"')
+            assert seen == []
+        assert seen == [Comment]
+    finally:
+        flushed.disconnect(receiver)
