@@ -116,7 +116,7 @@ def _inserted_rows(
 def _returned_pks(context: dict[str, Any], sql: str, model: type[models.Model]) -> list[Any] | None:
     """The pks an ``INSERT … RETURNING pk, …`` produced, read and then rewound so Django
     reads them too (client-side psycopg cursors keep every row in memory)."""
-    head, found, returning = sql.upper().rpartition(" RETURNING ")
+    _, found, returning = sql.upper().rpartition(" RETURNING ")
     if not found or _pk_column(model).upper() not in returning.split(",")[0]:
         return None
     cursor = getattr(context["cursor"], "cursor", None)
