@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.db import models
 
-from . import counters, invalidation, reads
+from . import counters, invalidation, lookups, reads
 from .plan import ModelPlan, plan_for
 
 __all__ = ["CachedAccessor", "CachedDescriptor"]
@@ -38,7 +38,7 @@ class CachedAccessor(Generic[M]):
         if name == "pk" or name == plan.pk_field.name or name == plan.pk_field.attname:
             return reads.get(plan, value)  # type: ignore[return-value]
         if name in plan.lookup_fields:
-            return reads.get_by_lookup(plan, name, value)  # type: ignore[return-value]
+            return lookups.get_by_lookup(plan, name, value)  # type: ignore[return-value]
         raise TypeError(
             f"{self._name}.get(): {name!r} is not the pk or a cached lookup "
             f"(choose from {self._choices(plan)}; declare unique fields in CacheMeta.lookups)"

@@ -62,6 +62,8 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
         if not breaker.allow():
             raise Unavailable("circuit breaker open")
         try:
+            if pending.waiting:  # deletes that missed Redis go first, before any read
+                pending.replay()
             result = func(*args, **kwargs)
         except REDIS_ERRORS as exc:
             breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
@@ -69,8 +71,8 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             if not conf.FAIL_OPEN:
                 raise
             raise Unavailable(str(exc)) from exc
-        if breaker.failures and breaker.success():
-            pending.replay()
+        if breaker.failures:
+            breaker.success()
         return result
 
     return wrapper
@@ -145,6 +147,7 @@ class PendingInvalidations:
         self._lock = threading.Lock()
         self.keys: set[str] = set()
         self.generations: set[str] = set()
+        self.waiting = False  # read without the lock on every Redis call
 
     def add(self, keys: Iterable[str], generations: Iterable[str], fallback: Iterable[str]) -> None:
         """Keep keys to delete and generations to bump; ``fallback`` generations stand in
@@ -155,14 +158,17 @@ class PendingInvalidations:
                 self.keys.update(keys)
             else:
                 self.generations.update(fallback)
+            self.waiting = bool(self.keys or self.generations)
 
     def __bool__(self) -> bool:
         return bool(self.keys or self.generations)
 
     def replay(self) -> None:
+        """Send what is pending; on a Redis error keep it all and let the error rise."""
         with self._lock:
             keys, gens = self.keys, self.generations
             self.keys, self.generations = set(), set()
+            self.waiting = False
         if not (keys or gens):
             return
         try:
@@ -172,11 +178,17 @@ class PendingInvalidations:
             for gen in gens:
                 pipe.incr(gen)
             pipe.execute()
-            logger.info("Replayed %d invalidations after Redis recovered", len(keys) + len(gens))
         except REDIS_ERRORS:
-            with self._lock:  # still down: keep them for the next recovery
+            with self._lock:  # still down: keep them for the next call
                 self.keys |= keys
                 self.generations |= gens
+                self.waiting = True
+            raise
+        logger.info("Replayed %d invalidations after Redis recovered", len(keys) + len(gens))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.keys, self.generations, self.waiting = set(), set(), False
 
 
 pending = PendingInvalidations()

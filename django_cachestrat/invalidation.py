@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from . import counters, reads, statements, transactions
-from .client import Unavailable, connection, fail_open, pending
+from .client import REDIS_ERRORS, Unavailable, connection, fail_open, pending
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 from .signals import flushed, invalidated
@@ -91,6 +91,9 @@ def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[Mo
         _send(keys, generations)
     except Unavailable:
         pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
+    except REDIS_ERRORS:  # FAIL_OPEN = False: keep the invalidation, then let it rise
+        pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
+        raise
 
 
 class Change:

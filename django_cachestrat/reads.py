@@ -16,10 +16,10 @@ from .client import Unavailable, connection, fail_open
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
-from .serializers import ABSENT, POINTER, ROW, CorruptPayload, Payload
-from .transactions import has_inserted, is_model_touched, is_touched
+from .serializers import ABSENT, ROW, CorruptPayload, Payload
+from .transactions import has_inserted, is_touched
 
-__all__ = ["Generations", "get", "get_by_lookup", "get_many", "warm"]
+__all__ = ["Generations", "get", "get_many", "warm"]
 
 
 @fail_open
@@ -54,7 +54,7 @@ def _read(plan: ModelPlan, keys: list[str]) -> tuple[Generations, list[bytes | N
     return Generations(plan.keys, generation), values
 
 
-def _is_current_absence(payload: Payload, generations: Generations) -> bool:
+def is_current_absence(payload: Payload, generations: Generations) -> bool:
     try:
         return bool(payload.generation == generations.absent_tag())
     except Unavailable:
@@ -76,7 +76,7 @@ def decode_row(
         if refresh and plan.early_refresh and is_refresh_due(payload, plan.early_refresh):
             return _refresh(plan, instance, generations, using)
         return instance
-    if payload.kind == ABSENT and _is_current_absence(payload, generations):
+    if payload.kind == ABSENT and is_current_absence(payload, generations):
         return MISSING
     return None
 
@@ -172,51 +172,6 @@ def _one(plan: ModelPlan, pk: Any, rows: dict[Any, models.Model]) -> models.Mode
         raise plan.does_not_exist(_not_found(plan, "pk", pk)) from None
 
 
-def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
-    """The row whose unique field ``name`` equals ``value``: lookup key → pk → row."""
-    field = plan.lookup_fields[name]
-    value = plan.clean(field, value)
-    using = router.db_for_read(plan.model)
-    if is_model_touched(plan.keys.label):
-        return _db_lookup(plan, name, value, using)
-    key = plan.keys.lookup(name, value)
-    try:
-        generations, (data,) = _read(plan, [key])
-    except Unavailable:
-        return _db_lookup(plan, name, value, using)
-    pk = _decode_pointer(plan, data, generations) if data is not None else None
-    if pk is None:
-        pks = _resolve_lookup(plan, name, [Miss(value, key, data or b"")], generations, using)
-        pk = pks.get(value, MISSING)
-    if pk is MISSING:
-        raise plan.does_not_exist(_not_found(plan, name, value))
-    try:
-        instance = get(plan, pk)
-    except plan.does_not_exist:
-        instance = None
-    # The pointer is checked against the row, so a renamed or deleted row never resolves
-    # by its old value; no extra query on save is needed to find the old value.
-    if instance is None or getattr(instance, field.attname) != value:
-        _forget(key)
-        return _db_lookup(plan, name, value, using)
-    return instance
-
-
-def _decode_pointer(plan: ModelPlan, data: bytes, generations: Generations) -> Any:
-    try:
-        payload = plan.codec.load(data)
-    except CorruptPayload:
-        return None
-    if payload.kind == POINTER and payload.generation == generations.row:
-        try:
-            return plan.clean_pk(payload.values[0])
-        except (ValueError, IndexError):
-            return None
-    if payload.kind == ABSENT and _is_current_absence(payload, generations):
-        return MISSING
-    return None
-
-
 def _refresh(plan: ModelPlan, instance: Any, generations: Generations, using: str) -> Any:
     """Recompute a hot row before it expires; everyone else keeps reading the cached one."""
     miss = Miss(instance.pk, plan.keys.row(instance.pk), refresh=True)
@@ -257,31 +212,6 @@ def _resolve_rows(
     return leased(plan, misses, decode, load, using, wait)
 
 
-def _resolve_lookup(
-    plan: ModelPlan, name: str, misses: list[Miss], generations: Generations, using: str
-) -> Any:
-    codec = plan.codec
-    _read_absent_generation(generations)
-
-    def decode(data: bytes) -> Any:
-        return _decode_pointer(plan, data, generations)
-
-    def load(values: list[Any]) -> Loaded:
-        query = plan.model._base_manager.using(using).filter(**{f"{name}__in": values})
-        pks = dict(query.values_list(name, "pk"))
-        loaded: Loaded = {}
-        for value in values:
-            pk = pks.get(value, MISSING)
-            if pk is MISSING:
-                loaded[value] = _absent_entry(plan, generations)
-            else:
-                payload = codec.dump_marker(POINTER, generations.row, [str(pk)])
-                loaded[value] = Entry(pk, payload, plan.ttl_ms())
-        return loaded
-
-    return leased(plan, misses, decode, load, using)
-
-
 def _read_absent_generation(generations: Generations) -> None:
     # Read before the database: an insert committed in between bumps it, so a cached
     # "no such row" filled from the older read is never believed.
@@ -311,26 +241,12 @@ def _row_entry(plan: ModelPlan, row: Any, generations: Generations, spent_us: in
     return Entry(row, payload, ttl_ms)
 
 
-@fail_open
-def _delete(keys: list[str]) -> None:
-    connection().delete(*keys)
-
-
-def _forget(key: str) -> None:
-    with contextlib.suppress(Unavailable):
-        _delete([key])
-
-
 def _db_rows(plan: ModelPlan, pks: list[Any], using: str) -> dict[Any, models.Model]:
     return {obj.pk: obj for obj in plan.model._base_manager.using(using).filter(pk__in=pks)}
 
 
 def _db_get(plan: ModelPlan, pk: Any, using: str) -> models.Model:
     return plan.model._base_manager.using(using).get(pk=pk)
-
-
-def _db_lookup(plan: ModelPlan, name: str, value: Any, using: str) -> models.Model:
-    return plan.model._base_manager.using(using).get(**{name: value})
 
 
 def _not_found(plan: ModelPlan, name: str, value: Any) -> str:

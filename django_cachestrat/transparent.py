@@ -13,7 +13,7 @@ from django.apps import apps
 from django.db import models, router
 from django.db.models.query import ModelIterable
 
-from . import reads
+from . import lookups, reads
 from .options import is_cached, options_for
 from .plan import plan_for
 
@@ -86,7 +86,7 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
         return None  # let the ORM raise its own error for a bad value
     if lookup == "pk":
         return reads.get(plan, value)
-    return reads.get_by_lookup(plan, lookup, value)
+    return lookups.get_by_lookup(plan, lookup, value)
 
 
 _classes: dict[type[Any], type[Any]] = {}

@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django_redis import get_redis_connection
 
 from django_cachestrat.client import breaker, pending
+from tests import celery_app  # noqa: F401 - the default Celery app: flushes go to its broker
 
 
 @pytest.fixture(autouse=True)
@@ -18,8 +19,7 @@ def clean_redis() -> Iterator[None]:
     client = get_redis_connection("default")
     client.flushdb()
     breaker.reset()
-    pending.keys.clear()
-    pending.generations.clear()
+    pending.clear()
     yield
     client.flushdb()
 
