@@ -46,14 +46,17 @@ class CircuitBreaker:
             self.open_until = 0.0
             return recovered
 
-    def failure(self, threshold: int, cooldown: float) -> None:
+    def failure(self, threshold: int, cooldown: float) -> bool:
+        """Record a failure; True when it opens the breaker."""
         with self._lock:
             self.failures += 1
             self._cooldown = cooldown
-            if self.failures >= threshold:
-                if not self.open_until:
-                    self.trips += 1
-                self.open_until = time.monotonic() + cooldown
+            if self.failures < threshold:
+                return False
+            tripped = not self.open_until
+            self.trips += tripped
+            self.open_until = time.monotonic() + cooldown
+            return tripped
 
     def reset(self) -> None:
         with self._lock:

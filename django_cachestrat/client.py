@@ -15,6 +15,7 @@ from redis.exceptions import NoScriptError, RedisError
 
 from .breaker import CircuitBreaker
 from .conf import conf
+from .stats import REDIS_LABEL, stats_for
 
 __all__ = ["Unavailable", "breaker", "connection", "fail_open", "scripts"]
 
@@ -66,7 +67,10 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
                 pending.replay()
             result = func(*args, **kwargs)
         except REDIS_ERRORS as exc:
-            breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
+            tripped = breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
+            redis_stats = stats_for(REDIS_LABEL)
+            redis_stats.redis_errors += 1
+            redis_stats.breaker_trips += tripped
             logger.warning("Redis unavailable, serving from the database: %s", exc)
             if not conf.FAIL_OPEN:
                 raise

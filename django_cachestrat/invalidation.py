@@ -157,10 +157,12 @@ transactions.commit_hook = _on_commit
 def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) -> None:
     for plan, pks in changed.items():
         if pks:
+            plan.stats.invalidations += len(pks)
             invalidated.send(plan.model, pks=sorted(pks, key=str))
             if plan.options.strategy == "write_through":
                 reads.warm(plan, pks)
     for plan in flushed_plans:
+        plan.stats.invalidations += 1
         flushed.send(plan.model)
 
 

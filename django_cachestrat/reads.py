@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters
+from . import counters, signals
 from .client import Unavailable, connection, fail_open
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
@@ -95,6 +95,7 @@ def is_refresh_due(payload: Payload, beta: float) -> bool:
 
 def get(plan: ModelPlan, pk: Any) -> models.Model:
     """The row with this pk, from Redis when possible; raises ``DoesNotExist``."""
+    started = time.perf_counter()
     pk = plan.clean_pk(pk)
     if plan.options.counters:  # rows with write-behind counters take the batch path
         return _one(plan, pk, get_many(plan, [pk]))
@@ -112,9 +113,15 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
         if found is MISSING and not has_inserted(label):
             raise plan.does_not_exist(_not_found(plan, "pk", pk))
         if found is not None and found is not MISSING:
-            plan.stats.hits += 1
+            stats = plan.stats
+            stats.hits += 1
+            stats.hit_times.append((time.perf_counter() - started) * 1e6)
+            if signals.hit.receivers:
+                signals.hit.send(plan.model, pks=[pk])
             return found  # type: ignore[no-any-return]
     plan.stats.misses += 1
+    if signals.miss.receivers:
+        signals.miss.send(plan.model, pks=[pk])
     miss = Miss(pk, key, data or b"")
     rows: dict[Any, models.Model] = _resolve_rows(plan, [miss], generations, using)
     if pk not in rows:
@@ -124,14 +131,17 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
 
 def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
     """``{pk: instance}`` for the rows that exist, in one Redis round trip when all hit."""
+    started = time.perf_counter()
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
-    result = _rows(plan, clean)
+    result = _rows(plan, clean, started)
     if plan.options.counters:
         counters.overlay(plan, result[0], result[1])
     return result[0]
 
 
-def _rows(plan: ModelPlan, clean: list[Any]) -> tuple[dict[Any, models.Model], dict[int, Any]]:
+def _rows(
+    plan: ModelPlan, clean: list[Any], started: float
+) -> tuple[dict[Any, models.Model], dict[int, Any]]:
     """The rows, and the write-behind stripe versions read in the same MGET."""
     using = router.db_for_read(plan.model)
     label = plan.keys.label
@@ -158,11 +168,22 @@ def _rows(plan: ModelPlan, clean: list[Any]) -> tuple[dict[Any, models.Model], d
             misses.append(Miss(pk, key, data or b""))
         elif found is not MISSING:
             result[pk] = found
-    plan.stats.hits += len(clean) - len(misses)
-    plan.stats.misses += len(misses)
+    _count(plan, [pk for pk in clean if pk in result], [m.ident for m in misses], started)
     if misses:
         result.update(_resolve_rows(plan, misses, generations, using))
     return result, seen
+
+
+def _count(plan: ModelPlan, hits: list[Any], misses: list[Any], started: float) -> None:
+    stats = plan.stats
+    stats.hits += len(hits)
+    stats.misses += len(misses)
+    if hits and not misses:  # the time per row of an all-hit read
+        stats.hit_times.append((time.perf_counter() - started) * 1e6 / len(hits))
+    if hits and signals.hit.receivers:
+        signals.hit.send(plan.model, pks=hits)
+    if misses and signals.miss.receivers:
+        signals.miss.send(plan.model, pks=misses)
 
 
 def _one(plan: ModelPlan, pk: Any, rows: dict[Any, models.Model]) -> models.Model:
@@ -207,6 +228,7 @@ def _resolve_rows(
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
         per_row_us = spent_us // len(pks)  # what recomputing one row costs, for XFetch
+        plan.stats.fill_times.append(spent_us / len(pks))
         return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
     return leased(plan, misses, decode, load, using, wait)

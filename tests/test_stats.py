@@ -1,0 +1,72 @@
+"""Statistics: counted in process, added up across processes in Redis; hit/miss signals."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from django.db import connections
+
+from django_cachestrat import signals, stats
+from tests.factories import ProfileFactory
+from tests.testapp.models import Profile
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters():
+    stats.reset()
+
+
+def _reads_in_a_child(pk: int) -> None:
+    try:
+        for _ in range(5):
+            Profile.cached.get(pk=pk)
+        stats.publish()
+    finally:
+        connections.close_all()
+
+
+def test_figures_of_every_process_add_up():
+    profile = ProfileFactory()
+    Profile.cached.get(pk=profile.pk)  # miss and fill here
+    Profile.cached.get(pk=profile.pk)  # hit here
+    connections.close_all()
+    fork = multiprocessing.get_context("fork")
+    child = fork.Process(target=_reads_in_a_child, args=(profile.pk,))
+    child.start()
+    child.join(30)
+    summary = stats.read(minutes=5)["testapp.profile"]
+    assert summary.counts["hits"] == 6
+    assert summary.counts["misses"] == 1
+    assert summary.counts["fills"] == 1
+    assert summary.hit_ratio == pytest.approx(6 / 7)
+    assert summary.median_hit_us > 0 and summary.median_fill_us > 0
+
+
+def test_invalidations_and_rejected_fills_are_counted():
+    profile = ProfileFactory()
+    profile.save()
+    assert stats.read(minutes=1)["testapp.profile"].counts["invalidations"] >= 1
+
+
+def test_hit_and_miss_signals():
+    profile = ProfileFactory()
+    seen = []
+
+    def on_hit(sender, pks, **kw):
+        seen.append(("hit", sender, pks))
+
+    def on_miss(sender, pks, **kw):
+        seen.append(("miss", sender, pks))
+
+    signals.hit.connect(on_hit)
+    signals.miss.connect(on_miss)
+    try:
+        Profile.cached.get(pk=profile.pk)
+        Profile.cached.get_many([profile.pk])
+    finally:
+        signals.hit.disconnect(on_hit)
+        signals.miss.disconnect(on_miss)
+    assert seen == [("miss", Profile, [profile.pk]), ("hit", Profile, [profile.pk])]
