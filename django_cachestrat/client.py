@@ -139,6 +139,16 @@ class _Scripts:
 scripts = _Scripts()
 
 
+def send_invalidations(keys: Iterable[str], generations: Iterable[str]) -> None:
+    """Delete keys and bump generations in one pipelined round trip."""
+    pipe = connection().pipeline(transaction=False)
+    if keys:
+        pipe.delete(*keys)
+    for generation in generations:
+        pipe.incr(generation)
+    pipe.execute()
+
+
 class PendingInvalidations:
     """Deletes that could not reach Redis, replayed once it answers again.
 
@@ -176,12 +186,7 @@ class PendingInvalidations:
         if not (keys or gens):
             return
         try:
-            pipe = connection().pipeline(transaction=False)
-            if keys:
-                pipe.delete(*keys)
-            for gen in gens:
-                pipe.incr(gen)
-            pipe.execute()
+            send_invalidations(keys, gens)
         except REDIS_ERRORS:
             with self._lock:  # still down: keep them for the next call
                 self.keys |= keys

@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from . import counters, reads, statements, transactions
-from .client import REDIS_ERRORS, Unavailable, connection, fail_open, pending
+from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 from .signals import flushed, invalidated
@@ -72,14 +72,7 @@ def _keys_for(
     return keys
 
 
-@fail_open
-def _send(keys: list[str], generations: list[str]) -> None:
-    pipe = connection().pipeline(transaction=False)
-    if keys:
-        pipe.delete(*keys)
-    for generation in generations:
-        pipe.incr(generation)
-    pipe.execute()
+_send = fail_open(send_invalidations)
 
 
 def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[ModelPlan]) -> None:
