@@ -143,7 +143,7 @@ def _add(
             if plan.is_positive(field):
                 value = max(value, 0)
             setattr(instance, field, value)
-            added[field] = delta
+            added[field] = (value, delta)
         # Remembered so that save() writes the database value, not database + pending.
         instance.__dict__["_cachestrat_pending"] = added
 
@@ -204,6 +204,9 @@ def _shift(instance: Any, update_fields: Iterable[str] | None, sign: int) -> Non
     added = instance.__dict__.get("_cachestrat_pending")
     if not added:
         return
-    for field, delta in added.items():
-        if update_fields is None or field in update_fields:
+    for field, (shown, delta) in added.items():
+        if update_fields is not None and field not in update_fields:
+            continue
+        # Only a value still as shown (not set by hand, not refreshed) carries pending.
+        if getattr(instance, field) == (shown - delta if sign > 0 else shown):
             setattr(instance, field, getattr(instance, field) + sign * delta)

@@ -195,3 +195,19 @@ def test_pending_increments_are_striped_over_keys_in_one_slot_each(redis_client)
 def test_bad_increments_raise_clear_errors(args, error, message):
     with pytest.raises(error, match=message):
         Profile.cached.incr(*args)
+
+
+def test_a_refreshed_or_reassigned_counter_is_saved_as_it_is():
+    profile = ProfileFactory(likes=1)
+    Profile.cached.incr(profile.pk, "likes", by=4)
+    row = Profile.cached.get(pk=profile.pk)
+    row.refresh_from_db()
+    assert row.likes == 1
+    row.save()
+    assert db_likes(profile.pk) == 1
+    row = Profile.cached.get(pk=profile.pk)
+    row.likes = 10  # set by hand: written as given
+    row.save()
+    assert db_likes(profile.pk) == 10
+    flush.flush_all()
+    assert db_likes(profile.pk) == 14
