@@ -77,7 +77,7 @@ def _request_flush() -> None:
     try:
         from .tasks import flush_counters
 
-        flush_counters.delay()
+        flush_counters.apply_async(retry=False)  # never hold an increment up
     except Exception as exc:  # no Celery, or no broker: the periodic flush will come
         logger.warning("Could not queue a write-behind flush: %s", exc)
 

@@ -11,6 +11,7 @@ if the batch id is already recorded, it is acknowledged without being applied ag
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 import uuid
 from collections import defaultdict
@@ -19,6 +20,7 @@ from typing import Any
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from .client import connection, scripts
 from .conf import conf
@@ -50,7 +52,27 @@ def counter_models() -> list[type[models.Model]]:
 
 def flush_all() -> list[BatchResult]:
     """Flush every stripe of every model with counters; safe to run concurrently."""
-    return [result for model in counter_models() for result in flush_model(model)]
+    results = [result for model in counter_models() for result in flush_model(model)]
+    forget_old_batches()
+    return results
+
+
+#: Batch records are needed only until no claim of theirs can be reclaimed any more.
+KEEP_BATCHES = datetime.timedelta(days=1)
+_last_cleanup = 0.0
+
+
+def forget_old_batches() -> None:
+    """Delete batch records older than a day (once an hour per process); the batches
+    that have dead letters stay, with them, until the letters are deleted."""
+    global _last_cleanup
+    if time.monotonic() - _last_cleanup < 3600:
+        return
+    from .models import CounterBatch
+
+    _last_cleanup = time.monotonic()
+    cutoff = timezone.now() - KEEP_BATCHES
+    CounterBatch.objects.filter(applied_at__lt=cutoff, dead_letters=0).delete()
 
 
 def flush_model(model: type[models.Model]) -> list[BatchResult]:
@@ -68,9 +90,7 @@ def flush_stripe(plan: ModelPlan, index: int) -> BatchResult | None:
     if claimed is None:
         return None
     result, deltas = claimed
-    start = time.perf_counter()
     apply(plan, result, deltas)
-    result.duration_ms = (time.perf_counter() - start) * 1000
     acknowledge(plan, index, result.batch_id)
     return result
 
@@ -98,6 +118,7 @@ def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
     """Apply a batch in one transaction that first records its id."""
     from .models import CounterBatch, DeadLetter
 
+    start = time.perf_counter()
     using = router.db_for_write(plan.model)
     rows = _by_row(plan, deltas)
     with transaction.atomic(using=using):
@@ -120,8 +141,12 @@ def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
         _update(plan, live, using)
         result.rows, result.dead_letters = len(live), len(dead)
         result.increments = sum(abs(d) for r in rows.values() for d in r.values())
+        result.duration_ms = (time.perf_counter() - start) * 1000
         CounterBatch.objects.using(using).filter(id=batch.id).update(
-            rows=result.rows, increments=result.increments, dead_letters=result.dead_letters
+            rows=result.rows,
+            increments=result.increments,
+            dead_letters=result.dead_letters,
+            duration_ms=result.duration_ms,
         )
 
 
@@ -166,13 +191,13 @@ def _update_postgresql(
     sets = []
     for i, name in enumerate(fields):
         column = qn(str(getattr(meta.get_field(name), "column", name)))
-        added = f"{table}.{column} + v.d{i}"
+        added = f"{table}.{column} + cs_v.cs_d{i}"
         sets.append(f"{column} = {f'GREATEST({added}, 0)' if plan.is_positive(name) else added}")
     arrays = ", ".join([f"%s::{pk_type}[]"] + ["%s::bigint[]"] * len(fields))
-    columns = ", ".join(["k"] + [f"d{i}" for i in range(len(fields))])
+    columns = ", ".join(["cs_pk"] + [f"cs_d{i}" for i in range(len(fields))])
     sql = (
-        f"UPDATE {table} SET {', '.join(sets)} FROM unnest({arrays}) AS v({columns}) "
-        f"WHERE {table}.{qn(str(plan.pk_field.column))} = v.k"
+        f"UPDATE {table} SET {', '.join(sets)} FROM unnest({arrays}) AS cs_v({columns}) "
+        f"WHERE {table}.{qn(str(plan.pk_field.column))} = cs_v.cs_pk"
     )
     params = [[pk for pk, _ in chunk]]
     params += [[deltas.get(name, 0) for _, deltas in chunk] for name in fields]

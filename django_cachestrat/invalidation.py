@@ -1,4 +1,4 @@
-"""Delete-on-save invalidation: at write time, again on commit, and replayed after outages."""
+"""Delete-on-save invalidation: once the write has committed, and replayed after outages."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ __all__ = [
 
 #: Past this many rows, one statement's invalidation bumps the model's generation instead
 #: of deleting keys one by one.
-BULK_LIMIT = 1000
+BULK_LIMIT = 10_000
 
 _families: dict[type[models.Model], list[ModelPlan]] = {}
 
@@ -165,7 +165,7 @@ def invalidate_pks(
     using: str | None = None,
     values: dict[str, list[Any]] | None = None,
 ) -> None:
-    """Drop rows, and lookups of the given ``{field: values}``, now and at commit."""
+    """Drop rows, and lookups of the given ``{field: values}``, once the write commits."""
     pks = list(pks)
     plans = family(model)
     if not plans or not pks:

@@ -95,11 +95,14 @@ def reset() -> None:
 
 
 def _after_fork_in_child() -> None:
-    # The parent publishes what it counted before the fork; the child only its own.
+    # The parent publishes what it counted before the fork; the child only its own, from
+    # a publisher thread of its own (threads do not survive a fork).
     for stats in _stats.values():
         stats.published = {name: getattr(stats, name) for name in COUNTERS}
         stats.hit_times.clear()
         stats.fill_times.clear()
+    if _stats:
+        ensure_publisher()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -36,6 +36,9 @@ def test_increments_are_read_back_at_once_and_flushed_exactly():
     assert db_likes(profile.pk) == 10
     results = flush.flush_all()
     assert [(r.rows, r.increments) for r in results] == [(1, 8)]
+    batch = CounterBatch.objects.get()
+    assert (batch.rows, batch.increments, batch.model) == (1, 8, "testapp.profile")
+    assert batch.duration_ms > 0
     assert db_likes(profile.pk) == 18
     assert likes(profile.pk) == 18  # no double count after the flush
     assert flush.flush_all() == []

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
+from django_cachestrat import invalidation
 from django_cachestrat.plan import plan_for
 from django_cachestrat.serializers import ROW
 from tests.factories import ProfileFactory, TeamFactory
@@ -44,7 +45,8 @@ def test_queryset_update_in_a_transaction_reads_its_own_writes():
     assert set(cached_ages(profiles).values()) == {3}
 
 
-def test_large_update_bumps_the_generation_without_loading_rows(redis_client):
+def test_large_update_bumps_the_generation_without_loading_rows(redis_client, monkeypatch):
+    monkeypatch.setattr(invalidation, "BULK_LIMIT", 1000)  # 10,000 by default
     Profile.objects.bulk_create([Profile(username=f"bulk{i}") for i in range(1200)])
     sample = list(Profile.objects.order_by("pk")[:5])
     warm_all(sample)
