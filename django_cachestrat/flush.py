@@ -79,9 +79,14 @@ def flush_model(model: type[models.Model]) -> list[BatchResult]:
     plan = plan_for(model)
     results = []
     for index in range(plan.stripes):
-        result = flush_stripe(plan, index)
-        if result is not None:
+        # A reclaimed batch may have increments queued behind it: take those too.
+        for _ in range(3):
+            result = flush_stripe(plan, index)
+            if result is None:
+                break
             results.append(result)
+            if not result.reclaimed:
+                break
     return results
 
 
@@ -212,7 +217,8 @@ def _update_portable(plan: ModelPlan, rows: dict[Any, dict[str, int]], using: st
         whens = [When(pk=pk, then=F(name) + d[name]) for pk, d in rows.items() if d.get(name)]
         if not whens:
             continue
-        value: Any = Case(*whens, default=F(name))
+        field = plan.model._meta.get_field(name)
+        value: Any = Case(*whens, default=F(name), output_field=field)
         if plan.is_positive(name):
-            value = Greatest(value, 0)
+            value = Greatest(value, 0, output_field=field)
         manager.filter(pk__in=[pk for pk, d in rows.items() if d.get(name)]).update(**{name: value})

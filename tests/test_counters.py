@@ -214,3 +214,24 @@ def test_a_refreshed_or_reassigned_counter_is_saved_as_it_is():
     assert db_likes(profile.pk) == 10
     flush.flush_all()
     assert db_likes(profile.pk) == 14
+
+
+def test_the_portable_flush_handles_positive_counters():
+    profiles = ProfileFactory.create_batch(3, likes=1)
+    plan = plan_for(Profile)
+    rows = {p.pk: {"likes": d} for p, d in zip(profiles, (2, -5, 0), strict=True)}
+    flush._update_portable(plan, rows, "default")
+    assert [db_likes(p.pk) for p in profiles] == [3, 0, 1]
+
+
+@override_settings(CACHESTRAT={"WRITE_BEHIND": {"RECLAIM_AFTER": 0.2}})
+def test_increments_queued_behind_a_reclaimed_batch_are_flushed_in_the_same_run():
+    profile = ProfileFactory(likes=0)
+    plan = plan_for(Profile)
+    Profile.cached.incr(profile.pk, "likes", by=1)
+    flush.claim(plan, plan.keys.stripe_of(profile.pk, plan.stripes))  # the flusher dies
+    Profile.cached.incr(profile.pk, "likes", by=2)
+    time.sleep(0.25)
+    results = flush.flush_all()
+    assert [r.reclaimed for r in results] == [True, False]
+    assert db_likes(profile.pk) == 3
