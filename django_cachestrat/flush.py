@@ -15,7 +15,7 @@ import datetime
 import time
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Case, F, When
@@ -217,7 +217,7 @@ def _update_portable(plan: ModelPlan, rows: dict[Any, dict[str, int]], using: st
         whens = [When(pk=pk, then=F(name) + d[name]) for pk, d in rows.items() if d.get(name)]
         if not whens:
             continue
-        field = plan.model._meta.get_field(name)
+        field = cast("models.Field[Any, Any]", plan.model._meta.get_field(name))
         value: Any = Case(*whens, default=F(name), output_field=field)
         if plan.is_positive(name):
             value = Greatest(value, 0, output_field=field)

@@ -153,7 +153,7 @@ def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) 
             plan.stats.invalidations += len(pks)
             invalidated.send(plan.model, pks=sorted(pks, key=str))
             if plan.options.strategy == "write_through":
-                reads.warm(plan, pks)
+                reads.refill(plan, pks)
     for plan in flushed_plans:
         plan.stats.invalidations += 1
         flushed.send(plan.model)
@@ -200,6 +200,7 @@ def flush(model: type[models.Model]) -> None:
     """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis."""
     plan = plan_for(model)
     _send_safely([], [plan.keys.generation], [plan])
+    plan.stats.invalidations += 1
     flushed.send(plan.model)
 
 

@@ -19,7 +19,7 @@ from .plan import ModelPlan
 from .serializers import ABSENT, ROW, CorruptPayload, Payload
 from .transactions import has_inserted, is_touched
 
-__all__ = ["Generations", "get", "get_many", "warm"]
+__all__ = ["Generations", "get", "get_many", "refill"]
 
 
 @fail_open
@@ -203,15 +203,28 @@ def _refresh(plan: ModelPlan, instance: Any, generations: Generations, using: st
     return fresh[instance.pk]
 
 
-def warm(plan: ModelPlan, pks: Iterable[Any]) -> None:
-    """Fill rows from the database under leases, without waiting for other holders."""
+def refill(plan: ModelPlan, pks: Iterable[Any]) -> int:
+    """Fill the rows that are not cached, or cached unusably (flushed, corrupt, a stale
+    absence), from one database read under leases, without waiting for other holders or
+    counting hits and misses; return how many rows were stored. Write-through and
+    ``cachestrat_warm`` use it."""
     using = router.db_for_read(plan.model)
+    clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
+    keys = [plan.keys.row(pk) for pk in clean]
     try:
-        generations, _ = _read(plan, [])
+        generations, values = _read(plan, keys)
     except Unavailable:
-        return
-    misses = [Miss(pk, plan.keys.row(pk), b"") for pk in pks]
+        return 0
+    misses = []
+    for pk, key, data in zip(clean, keys, values, strict=True):
+        found = None if data is None else decode_row(plan, data, generations, using, False)
+        if found is None or found is MISSING:
+            misses.append(Miss(pk, key, data or b""))  # lease.lua drops the unusable value
+    if not misses:
+        return 0
+    before = plan.stats.fills
     _resolve_rows(plan, misses, generations, using, wait=False)
+    return plan.stats.fills - before
 
 
 def _resolve_rows(
