@@ -1,5 +1,6 @@
 """Settings for the test suite: the real PostgreSQL and Redis on this machine."""
 
+import json
 import os
 
 SECRET_KEY = "tests-only"
@@ -21,7 +22,10 @@ INSTALLED_APPS = [
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("PGDATABASE", "cachestrat"),
+        # A Celery worker started by the tests is given the test database's own name.
+        "NAME": (
+            os.environ.get("CACHESTRAT_TEST_DB_NAME") or os.environ.get("PGDATABASE", "cachestrat")
+        ),
         "USER": os.environ.get("PGUSER", "postgres"),
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
@@ -42,6 +46,20 @@ CACHES = {
 CACHESTRAT = {
     "MODELS": {"auth.User": {"lookups": ["username"]}},
 }
+if os.environ.get("CACHESTRAT_TEST_WRITE_BEHIND"):  # a worker gets the test's own settings
+    CACHESTRAT["WRITE_BEHIND"] = json.loads(os.environ["CACHESTRAT_TEST_WRITE_BEHIND"])
+
+# Celery (tests/celery_app.py): the broker is a database of the local Redis, and the queue is
+# named after the database (the workers a test starts are told its name), so test runs on
+# other databases sharing the broker never take each other's tasks.
+CELERY_BROKER_URL = "redis://127.0.0.1:6379/" + os.environ.get("CACHESTRAT_TEST_BROKER_DB", "9")
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CACHESTRAT_TEST_QUEUE") or "cachestrat-" + str(
+    DATABASES["default"]["NAME"]
+)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -64,4 +82,5 @@ TEMPLATES = [
         },
     }
 ]
+STATIC_URL = "/static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
