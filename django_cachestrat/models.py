@@ -26,6 +26,7 @@ class CounterBatch(models.Model):
     class Meta:
         ordering = ["-applied_at"]
         verbose_name = "write-behind batch"
+        verbose_name_plural = "write-behind batches"
 
     def __str__(self) -> str:
         return f"{self.model} batch {self.id}"

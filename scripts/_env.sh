@@ -29,3 +29,17 @@ ensure_venv() {  # ensure_venv DIR PYVERSION DJANGO_SPEC [EXTRAS]
     touch "$stamp"
   fi
 }
+
+ensure_browser() {  # Debian's Chromium and chromedriver, for the admin's browser tests
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium and chromium-driver (Debian packages)"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      chromium chromium-driver >/dev/null
+  else
+    echo "== chromium/chromedriver missing and cannot be installed here: browser tests skip"
+  fi
+}

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_env.sh
 
+ensure_browser
 ensure_venv .venv 3.11 "Django>=5.2,<6.0" "test,demo"
 ensure_venv .venv-django6 3.12 "Django>=6.0,<6.2"
 

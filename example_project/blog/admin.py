@@ -8,11 +8,13 @@ from typing import Any, ClassVar
 from django.contrib import admin
 from django.http import HttpRequest
 
+from django_cachestrat.admin import CacheInspectionAdminMixin
+
 from .models import Post
 
 
 @admin.register(Post)
-class PostAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
+class PostAdmin(CacheInspectionAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
     list_display = ("title", "slug", "published", "likes", "views")
     search_fields = ("title", "slug")
     prepopulated_fields: ClassVar[dict[str, Sequence[str]]] = {"slug": ("title",)}
