@@ -2,25 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import time
 from typing import Any
 
-from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import models
 
-from django_cachestrat.flush import counter_models, flush_all, flush_model
+from django_cachestrat.flush import BatchResult, counter_models, flush_model, forget_old_batches
+
+from ._common import Progress, add_progress_arguments, cached_model, redis_guard
+
+TOTALS = ("rows", "increments", "dead_letters")
 
 
 class Command(BaseCommand):
-    help = "Apply pending write-behind counter increments to the database now."
+    help = (
+        "Apply pending write-behind counter increments to the database now, exactly once "
+        "(safe while Celery workers flush too). Without models, flushes every model that "
+        "has counters."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("models", nargs="*", metavar="app_label.Model")
+        parser.add_argument(
+            "models",
+            nargs="*",
+            metavar="app_label.Model",
+            help="Models with CacheMeta.counters (default: all of them).",
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="Print the batches and totals as JSON."
+        )
+        add_progress_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["models"]:
-            results = [r for label in options["models"] for r in flush_model(self._model(label))]
-        else:
-            results = flush_all()
+        named = [_counter_model(label) for label in options["models"]]
+        started = time.perf_counter()
+        with redis_guard("flush the counters"):
+            results = self._flush(
+                list(dict.fromkeys(named)) or counter_models(), options["progress"]
+            )
+        if not named:
+            forget_old_batches()  # as the periodic flush of every model does
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if options["json"]:
+            self.stdout.write(json.dumps(_report(results, elapsed_ms), indent=2))
+            return
         for r in results:
             note = " (already applied: acknowledged)" if r.duplicate else ""
             note += " (reclaimed)" if r.reclaimed else ""
@@ -28,14 +56,42 @@ class Command(BaseCommand):
                 f"{r.model} stripe {r.stripe}: {r.rows} rows, {r.increments} increments, "
                 f"{r.dead_letters} dead letters in {r.duration_ms:.1f} ms{note}"
             )
-        self.stdout.write(self.style.SUCCESS(f"Flushed {len(results)} batches."))
+        self.stdout.write(self.style.SUCCESS(_summary(_report(results, elapsed_ms))))
 
-    @staticmethod
-    def _model(label: str) -> Any:
-        try:
-            model = apps.get_model(label)
-        except (LookupError, ValueError) as exc:
-            raise CommandError(f"{label!r} is not an installed model ({exc}).") from None
-        if model not in counter_models():
-            raise CommandError(f"{label} has no write-behind counters (CacheMeta.counters).")
-        return model
+    def _flush(self, targets: list[type[models.Model]], show: bool | None) -> list[BatchResult]:
+        progress = Progress(self.stderr, len(targets), "Flushing", show)
+        results = []
+        for model in targets:
+            results += flush_model(model)
+            progress.advance()
+        progress.close()
+        return results
+
+
+def _counter_model(label: str) -> type[models.Model]:
+    model = cached_model(label)
+    if model not in counter_models():
+        raise CommandError(
+            f"{model._meta.label} has no write-behind counters (CacheMeta.counters)."
+        )
+    return model
+
+
+def _report(results: list[BatchResult], elapsed_ms: float) -> dict[str, Any]:
+    totals: dict[str, Any] = {name: sum(getattr(r, name) for r in results) for name in TOTALS}
+    totals["batches"] = len(results)
+    totals["duplicates"] = sum(r.duplicate for r in results)
+    totals["reclaimed"] = sum(r.reclaimed for r in results)
+    totals["duration_ms"] = round(elapsed_ms, 1)
+    return {"batches": [dataclasses.asdict(r) for r in results], "totals": totals}
+
+
+def _summary(report: dict[str, Any]) -> str:
+    t = report["totals"]
+    text = (
+        f"Flushed {t['batches']} batches: {t['rows']} rows, {t['increments']} increments, "
+        f"{t['dead_letters']} dead letters in {t['duration_ms']:.1f} ms"
+    )
+    extra = [f"{t['duplicates']} already applied"] * bool(t["duplicates"])
+    extra += [f"{t['reclaimed']} reclaimed"] * bool(t["reclaimed"])
+    return text + (f" ({', '.join(extra)})." if extra else ".")
