@@ -132,6 +132,7 @@ class _Scripts:
         self.claim = Script("claim")
         self.ack = Script("ack")
         self.counts = Script("counts")
+        self.cancel = Script("cancel")
 
     run_many = staticmethod(run_many)
 
@@ -161,6 +162,7 @@ class PendingInvalidations:
         self._lock = threading.Lock()
         self.keys: set[str] = set()
         self.generations: set[str] = set()
+        self.calls: list[Call] = []  # script calls to settle write-behind increments
         self.waiting = False  # read without the lock on every Redis call
 
     def add(self, keys: Iterable[str], generations: Iterable[str], fallback: Iterable[str]) -> None:
@@ -172,32 +174,44 @@ class PendingInvalidations:
                 self.keys.update(keys)
             else:
                 self.generations.update(fallback)
-            self.waiting = bool(self.keys or self.generations)
+            self.waiting = True
+
+    def add_call(self, call: Call) -> None:
+        with self._lock:
+            self.calls.append(call)
+            self.waiting = True
 
     def __bool__(self) -> bool:
-        return bool(self.keys or self.generations)
+        return bool(self.keys or self.generations or self.calls)
 
     def replay(self) -> None:
         """Send what is pending; on a Redis error keep it all and let the error rise."""
         with self._lock:
-            keys, gens = self.keys, self.generations
-            self.keys, self.generations = set(), set()
+            keys, gens, calls = self.keys, self.generations, self.calls
+            self.keys, self.generations, self.calls = set(), set(), []
             self.waiting = False
-        if not (keys or gens):
+        if not (keys or gens or calls):
             return
         try:
-            send_invalidations(keys, gens)
+            if calls:
+                run_many(connection(), calls)
+            if keys or gens:
+                send_invalidations(keys, gens)
         except REDIS_ERRORS:
             with self._lock:  # still down: keep them for the next call
                 self.keys |= keys
                 self.generations |= gens
+                self.calls[:0] = calls
                 self.waiting = True
             raise
-        logger.info("Replayed %d invalidations after Redis recovered", len(keys) + len(gens))
+        logger.info(
+            "Replayed %d pending operations after Redis recovered",
+            len(keys) + len(gens) + len(calls),
+        )
 
     def clear(self) -> None:
         with self._lock:
-            self.keys, self.generations, self.waiting = set(), set(), False
+            self.keys, self.generations, self.calls, self.waiting = set(), set(), [], False
 
 
 pending = PendingInvalidations()

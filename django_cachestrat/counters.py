@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -11,7 +14,7 @@ from django.db import connections, router, transaction
 from django.db.models import Exists, F
 from django.db.models.functions import Greatest
 
-from .client import Unavailable, connection, fail_open, scripts
+from .client import Unavailable, connection, fail_open, pending, scripts
 from .keys import StripeKeys, key_part
 from .plan import ModelPlan
 
@@ -49,21 +52,60 @@ def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
         _incr_now(plan, pk, field, by, using)
 
 
+class _Sequence(threading.local):
+    """Each thread numbers its increments, under an id of its own."""
+
+    def __init__(self) -> None:
+        self.client = uuid.uuid4().hex[:16]
+        self.number = 0
+
+    def next(self) -> int:
+        self.number += 1
+        return self.number
+
+
+_sequence = _Sequence()
+
+
+def _new_sequence_after_fork() -> None:
+    global _sequence
+    _sequence = _Sequence()  # a child must never reuse its parent's numbers
+
+
+os.register_at_fork(after_in_child=_new_sequence_after_fork)
+
+
 def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
     stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))
+    member = f"{field}:{key_part(pk)}"
+    sequence_key = stripe.sequence(_sequence.client)
+    number = _sequence.next()
     try:
-        _, trigger = _incr_redis(stripe, f"{field}:{key_part(pk)}", by, plan.batch_size)
-    except Unavailable:
+        _, trigger = _incr_redis(stripe, sequence_key, member, by, number, plan.batch_size)
+    except Unavailable as exc:
         _incr_database(plan, pk, field, by, using)  # fail-open: nothing is lost
+        if exc.__cause__ is not None:
+            # The command may have reached Redis and run there: settle it once Redis
+            # answers (undo it if it ran, else make sure it never will).
+            args = (member, by, number, SEQUENCE_KEEP_MS)
+            pending.add_call((scripts.cancel, (stripe.pending, sequence_key), args))
         return
     if trigger:
         _request_flush()
 
 
+#: How long a thread's last increment number is remembered per stripe (a lost reply is
+#: settled long before).
+SEQUENCE_KEEP_MS = 24 * 3600 * 1000
+
+
 @fail_open
-def _incr_redis(stripe: StripeKeys, member: str, by: int, batch_size: int) -> list[int]:
-    args = (member, by, batch_size, TRIGGER_THROTTLE_MS)
-    return scripts.incr(connection(), (stripe.pending, stripe.throttle), args)  # type: ignore[no-any-return]
+def _incr_redis(
+    stripe: StripeKeys, sequence_key: str, member: str, by: int, number: int, batch_size: int
+) -> list[int]:
+    keys = (stripe.pending, stripe.throttle, sequence_key)
+    args = (member, by, batch_size, TRIGGER_THROTTLE_MS, number, SEQUENCE_KEEP_MS)
+    return scripts.incr(connection(), keys, args)  # type: ignore[no-any-return]
 
 
 def _incr_database(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:

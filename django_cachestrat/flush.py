@@ -22,7 +22,7 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from .client import connection, scripts
+from .client import connection, pending, scripts
 from .conf import conf
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -77,6 +77,7 @@ def forget_old_batches() -> None:
 
 def flush_model(model: type[models.Model]) -> list[BatchResult]:
     plan = plan_for(model)
+    pending.replay()  # settle increments whose reply was lost before reading any batch
     results = []
     for index in range(plan.stripes):
         # A reclaimed batch may have increments queued behind it: take those too.

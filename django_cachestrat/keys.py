@@ -40,6 +40,10 @@ class StripeKeys(NamedTuple):
     version: str  # bumped when a batch is claimed and when it is acknowledged
     throttle: str  # set for a moment when a full stripe has asked for a flush
 
+    def sequence(self, client: str) -> str:
+        """The last increment number one client thread sent to this stripe."""
+        return f"{self.pending[: -len('pending')]}seq:{client}"
+
 
 class KeySpace:
     """Every key of one model: ``{prefix}:{app_label}.{model}:{schema}:{{pk}}`` and friends.

@@ -7,7 +7,8 @@ the model's own, unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+from typing import Any, cast
 
 from django.apps import apps
 from django.db import models, router
@@ -18,6 +19,13 @@ from .options import is_cached, options_for
 from .plan import plan_for
 
 __all__ = ["install", "uninstall"]
+
+#: True while a transparent ``get`` is on the cache path. Its own database reads go through
+#: the model's base manager, which may be this very manager (``Meta.base_manager_name``):
+#: they must reach the database, not come back here.
+_on_cache_path: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "django_cachestrat_transparent", default=False
+)
 
 
 class TransparentQuerySetMixin:
@@ -34,8 +42,9 @@ class TransparentQuerySetMixin:
     _prefetch_related_lookups: tuple[Any, ...]
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
-        if not args and len(kwargs) == 1 and self._is_plain():
+        if not args and len(kwargs) == 1 and not _on_cache_path.get() and self._is_plain():
             ((name, value),) = kwargs.items()
+            token = _on_cache_path.set(True)
             try:
                 found = _cached_get(self.model, name.removesuffix("__exact"), value)
             except self.model.DoesNotExist:  # type: ignore[attr-defined]
@@ -43,9 +52,17 @@ class TransparentQuerySetMixin:
                 raise self.model.DoesNotExist(  # type: ignore[attr-defined]
                     f"{self.model._meta.object_name} matching query does not exist."
                 ) from None
+            finally:
+                _on_cache_path.reset(token)
             if found is not None:
                 return found
         return super().get(*args, **kwargs)  # type: ignore[misc]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The class is made at run time and cannot be found by name: pickle (and copy)
+        # the model's own queryset class, made transparent again by ``_rebuild``.
+        original = type(self).__bases__[-1]
+        return (_rebuild, (original, self.__getstate__()))
 
     def _is_plain(self) -> bool:
         query = self.query
@@ -73,6 +90,8 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
     """The row from the cache, or None to let the queryset run as usual."""
     if value is None or isinstance(value, models.expressions.Combinable):
         return None
+    if model._meta.is_composite_pk:
+        return None  # a tuple pk: the ORM validates its shape and reads it
     plan = plan_for(model)
     if name in ("pk", plan.pk_field.name, plan.pk_field.attname):
         lookup = "pk"
@@ -80,8 +99,17 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
         lookup = name
     else:
         return None
+    field = plan.pk_field if lookup == "pk" else plan.lookup_fields[lookup]
+    if isinstance(value, models.Model):
+        # The ORM takes an instance only for a relation to its model, and compares the
+        # relation's target field; any other instance it rejects with its own error.
+        if not field.is_relation or not isinstance(value, field.related_model):  # type: ignore[arg-type]
+            return None
+        value = getattr(value, field.target_field.attname)  # type: ignore[attr-defined]
+        if value is None:
+            return None
     try:
-        plan.clean(plan.pk_field if lookup == "pk" else plan.lookup_fields[lookup], value)
+        plan.clean(field, value)
     except ValueError:
         return None  # let the ORM raise its own error for a bad value
     if lookup == "pk":
@@ -94,12 +122,29 @@ _patched: dict[Any, type[Any]] = {}
 
 
 def _transparent(queryset_class: type[Any]) -> type[Any]:
+    """The transparent subclass of a queryset class. It keeps the original's module and
+    name, so ``Manager.deconstruct()`` (``as_manager()`` managers in migrations) still
+    names the original."""
     try:
         return _classes[queryset_class]
     except KeyError:
-        name = f"Transparent{queryset_class.__name__}"
-        cls = _classes[queryset_class] = type(name, (TransparentQuerySetMixin, queryset_class), {})
+        names = {
+            "__module__": queryset_class.__module__,
+            "__qualname__": queryset_class.__qualname__,
+        }
+        bases = (TransparentQuerySetMixin, queryset_class)
+        cls = _classes[queryset_class] = type(queryset_class.__name__, bases, names)
         return cls
+
+
+def _rebuild(queryset_class: type[Any], state: dict[str, Any]) -> Any:
+    """Unpickle a queryset: transparent again if its model's managers are, here and now."""
+    model = state.get("model")
+    if any(m.model is model and o is queryset_class for m, o in _patched.items()):
+        queryset_class = _transparent(queryset_class)
+    queryset = cast(Any, queryset_class).__new__(queryset_class)
+    queryset.__setstate__(state)
+    return queryset
 
 
 def install() -> None:

@@ -235,3 +235,23 @@ def test_increments_queued_behind_a_reclaimed_batch_are_flushed_in_the_same_run(
     results = flush.flush_all()
     assert [r.reclaimed for r in results] == [True, False]
     assert db_likes(profile.pk) == 3
+
+
+def test_a_settled_increment_that_arrives_late_is_ignored(redis_client):
+    from django_cachestrat.client import scripts
+
+    plan = plan_for(Profile)
+    stripe = plan.keys.stripe(0)
+    sequence = stripe.sequence("client-a")
+    day = 86_400_000
+    # The reply was lost and the increment went to the database: settle it first...
+    assert scripts.cancel(redis_client, (stripe.pending, sequence), ("likes:1", 5, 7, day)) == 0
+    # ...then the original command reaches Redis: a duplicate, not applied.
+    args = ("likes:1", 5, 1000, 1000, 7, day)
+    out = scripts.incr(redis_client, (stripe.pending, stripe.throttle, sequence), args)
+    assert out == [-1, 0]
+    assert redis_client.hget(stripe.pending, "likes:1") is None
+    # The next increment of that client counts.
+    args = ("likes:1", 2, 1000, 1000, 8, day)
+    scripts.incr(redis_client, (stripe.pending, stripe.throttle, sequence), args)
+    assert redis_client.hget(stripe.pending, "likes:1") == b"2"
