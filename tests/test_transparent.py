@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import Q, Value
+from django.db.models import Q, QuerySet, Value
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import assert_cached, count_queries
-from tests.testapp.models import Profile, ProfileProxy, Team
+from tests.testapp.models import Place, Profile, ProfileProxy, Restaurant, Team
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,8 +81,9 @@ def test_select_for_update_and_get_or_create_read_the_database():
 
 
 def test_missing_rows_and_bad_values_behave_like_the_orm():
-    with pytest.raises(Team.DoesNotExist):
-        Team.objects.get(pk=123456)
+    for _ in range(2):  # a miss, then the cached absence: the ORM's message both times
+        with pytest.raises(Team.DoesNotExist, match=r"^Team matching query does not exist\.$"):
+            Team.objects.get(pk=123456)
     with pytest.raises(ValueError, match="Field 'id' expected a number but got 'abc'"):
         Team.objects.get(pk="abc")
     with pytest.raises(Team.DoesNotExist):
@@ -103,3 +107,65 @@ def test_switching_it_off_restores_the_managers():
         assert count_queries(lambda: Team.objects.get(pk=team.pk))[1] == 1
     Team.objects.get(pk=team.pk)
     assert count_queries(lambda: Team.objects.get(pk=team.pk))[1] == 0
+
+
+@pytest.fixture
+def objects_as_base_manager():
+    """``Meta.base_manager_name = "objects"``: the cache's own database reads then go
+    through the transparent manager."""
+    meta = Team._meta
+    meta.base_manager_name = "objects"
+    meta.__dict__.pop("base_manager", None)
+    yield
+    meta.base_manager_name = None
+    meta.__dict__.pop("base_manager", None)
+
+
+def test_a_transparent_base_manager_reads_the_database_not_the_cache_again(
+    objects_as_base_manager,
+):
+    team = TeamFactory(name="before")
+    assert Team._base_manager is Team.objects
+    with transaction.atomic():  # a row the transaction changed bypasses the cache
+        team.name = "after"
+        team.save()
+        got, n = count_queries(lambda: Team.objects.get(pk=team.pk))
+    assert (got.name, n) == ("after", 1)
+    assert assert_cached(lambda: Team.objects.get(pk=team.pk)).name == "after"
+
+
+def test_querysets_pickle_and_copy_and_stay_transparent():
+    team = TeamFactory(name="kept")
+    queryset = Team.objects.defer("name")
+    assert type(queryset).__name__ == "QuerySet"  # the transparent subclass keeps the name
+    for clone in (pickle.loads(pickle.dumps(queryset)), copy.copy(queryset)):
+        assert [t.pk for t in clone] == [team.pk]
+        assert type(clone) is type(queryset)
+    Team.objects.get(pk=team.pk)
+    restored = pickle.loads(pickle.dumps(Team.objects.all()))
+    assert count_queries(lambda: restored.get(pk=team.pk))[1] == 0
+    data = pickle.dumps(Team.objects.all())
+    with override_settings(CACHESTRAT={}):  # unpickled where the model is not transparent
+        assert type(pickle.loads(data)) is QuerySet
+
+
+def test_as_manager_managers_deconstruct_to_the_original_queryset_class():
+    manager = copy.copy(Team.objects)
+    manager._built_with_as_manager = True  # what QuerySet.as_manager() sets
+    assert manager.deconstruct()[2] == "django.db.models.query.QuerySet"
+
+
+def test_model_instances_as_values_behave_like_the_orm():
+    team = TeamFactory()
+    profile = ProfileFactory(team=team)
+    for value in (team, profile):  # not a relation: the ORM rejects an instance
+        with pytest.raises(TypeError, match="expected a number"):
+            Team.objects.get(pk=value)
+    with override_settings(CACHESTRAT={"MODELS": {"testapp.Restaurant": {"transparent": True}}}):
+        restaurant = Restaurant.objects.create(name="r")
+        place = Place.objects.get(pk=restaurant.pk)
+        # A one-to-one pk takes an instance of its target model, read by its target field.
+        assert Restaurant.objects.get(pk=place) == restaurant
+        assert count_queries(lambda: Restaurant.objects.get(place_ptr=place))[1] == 0
+        with pytest.raises(ValueError, match="must be saved"):
+            Restaurant.objects.get(pk=Place())

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Run Django's own test suite with django_cachestrat installed and every model in
+# transparent mode (CACHESTRAT = {"MODELS": {"*": {"transparent": True}}}), against the
+# PostgreSQL and Redis on this machine. docs/limits.md lists the expected differences.
+#
+#   ./scripts/django_suite.sh [--baseline] [--all] [runtests.py options] [test modules]
+#
+# Test modules default to a broad list of ORM modules. --all runs every module of Django's
+# suite, 25 modules per runtests.py process (one process for all of them needs more
+# PostgreSQL locks than a default server has); modules whose requirements are not installed
+# skip their tests. --baseline runs the same modules with the same settings but without
+# django_cachestrat, for comparison. Other options go to runtests.py as they are; give their
+# values with "=" or attached (--parallel=2, -k=name, -v2). Default: --parallel=1, because
+# parallel workers get databases of their own but share one Redis namespace, where the same
+# pk in two databases would be one cache key.
+#
+# The Django version is the one installed in $PYTHON (default .venv/bin/python); its source
+# distribution, which holds tests/, is downloaded once into .django-suite/ (git-ignored).
+#
+# Environment: PYTHON, PGHOST/PGPORT/PGUSER, CACHESTRAT_DJANGO_SUITE_DB and
+# CACHESTRAT_DJANGO_SUITE_OTHER_DB (default cachestrat_dj_default / cachestrat_dj_other;
+# the test runner creates and drops them), CACHESTRAT_DJANGO_SUITE_REDIS (default
+# redis://127.0.0.1:6379/14, flushed before each runtests.py process).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PYTHON=${PYTHON:-.venv/bin/python}
+PYTHON=$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")
+
+DEFAULT_MODULES=(
+  basic update delete bulk_create get_or_create transactions select_for_update
+  many_to_many one_to_one model_inheritance proxy_models multiple_database queries
+  expressions custom_pk signals delete_regress update_only_fields model_inheritance_regress
+  save_delete_hooks get_object_or_404 m2m_through custom_managers defer select_related lookup
+)
+
+baseline=0
+all=0
+options=()
+modules=()
+for arg in "$@"; do
+  case $arg in
+    --baseline) baseline=1 ;;
+    --all) all=1 ;;
+    -*) options+=("$arg") ;;
+    *) modules+=("$arg") ;;
+  esac
+done
+[ ${#modules[@]} -gt 0 ] || [ $all = 1 ] || modules=("${DEFAULT_MODULES[@]}")
+[[ " ${options[*]-} " == *" --parallel"* ]] || options+=(--parallel=1)
+
+version=$("$PYTHON" -c 'import django; print(django.__version__)')
+suite=.django-suite/django-$version
+if [ ! -f "$suite/tests/runtests.py" ]; then
+  echo "== downloading the Django $version source distribution into .django-suite/"
+  mkdir -p .django-suite
+  "$PYTHON" -m pip download -q --no-deps --no-binary :all: "Django==$version" -d .django-suite
+  tar -xzf ".django-suite/django-$version.tar.gz" -C .django-suite
+  test -f "$suite/tests/runtests.py"
+fi
+cd "$suite/tests"
+
+if [ $all = 1 ] && [ ${#modules[@]} = 0 ]; then
+  # The modules runtests.py would find itself (GIS needs a GIS database).
+  for dir in */; do
+    dir=${dir%/}
+    case $dir in gis_tests | import_error_package | test_runner_apps) continue ;; esac
+    [ -f "$dir/__init__.py" ] && modules+=("$dir")
+  done
+fi
+chunk=${#modules[@]}
+[ $all = 0 ] || chunk=25
+
+redis_url=${CACHESTRAT_DJANGO_SUITE_REDIS:-redis://127.0.0.1:6379/14}
+if [ $baseline = 1 ]; then
+  export CACHESTRAT_DJANGO_SUITE_BASELINE=1
+  echo "== Django $version test suite, baseline (without django_cachestrat)"
+else
+  export CACHESTRAT_DJANGO_SUITE_BASELINE=
+  echo "== Django $version test suite, django_cachestrat with every model transparent"
+fi
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+
+start=$(date +%s)
+status=0
+for ((i = 0; i < ${#modules[@]}; i += chunk)); do
+  part=("${modules[@]:i:chunk}")
+  [ $all = 0 ] || echo "== modules ${part[0]} .. ${part[-1]}"
+  if [ $baseline = 0 ]; then
+    # Every process creates its databases afresh: rows cached by an earlier one must go.
+    "$PYTHON" -c 'import redis, sys; redis.Redis.from_url(sys.argv[1]).flushdb()' "$redis_url"
+  fi
+  "$PYTHON" runtests.py --settings=tests.django_suite_settings --noinput "${options[@]}" \
+    "${part[@]}" || status=1
+done
+echo "== finished in $(($(date +%s) - start)) s (exit status $status)"
+exit $status
