@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
+from django.core.cache import InvalidCacheBackendError
 from redis import Redis
 from redis.exceptions import NoScriptError, RedisError
 
@@ -25,8 +26,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Errors that mean "Redis cannot serve this call": down, unreachable, timed out, out of
-#: memory (a ResponseError), or a socket failure below redis-py.
-REDIS_ERRORS = (RedisError, OSError)
+#: memory (a ResponseError), a socket failure below redis-py, or no such cache any more
+#: (CACHES changed at run time).
+REDIS_ERRORS = (RedisError, OSError, InvalidCacheBackendError)
 
 breaker = CircuitBreaker()
 _client: Redis | None = None

@@ -112,7 +112,7 @@ def _incr_database(plan: ModelPlan, pk: Any, field: str, by: int, using: str) ->
     updated: Any = F(field) + by
     if plan.is_positive(field):
         updated = Greatest(updated, 0)
-    plan.model._base_manager.using(using).filter(pk=pk).update(**{field: updated})
+    plan.rows(using).filter(pk=pk).update(**{field: updated})
 
 
 def _request_flush() -> None:
@@ -224,7 +224,7 @@ def _database_counts(
     from .models import CounterBatch
 
     fields = plan.options.counters
-    query: Any = plan.model._base_manager.using(router.db_for_read(plan.model))
+    query: Any = plan.rows(router.db_for_read(plan.model))
     recorded = CounterBatch.objects.filter(id=batch_id or "")
     query = query.filter(pk__in=pks).annotate(_batch_recorded=Exists(recorded))
     values = list(query.values_list("pk", *fields, "_batch_recorded"))

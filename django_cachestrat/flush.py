@@ -166,7 +166,7 @@ def _by_row(plan: ModelPlan, deltas: dict[str, int]) -> dict[Any, dict[str, int]
 
 
 def _lock_existing(plan: ModelPlan, pks: list[Any], using: str) -> set[Any]:
-    manager = plan.model._base_manager.using(using)
+    manager = plan.rows(using)
     found: set[Any] = set()
     for start in range(0, len(pks), CHUNK):
         chunk = pks[start : start + CHUNK]
@@ -213,7 +213,7 @@ def _update_postgresql(
 
 def _update_portable(plan: ModelPlan, rows: dict[Any, dict[str, int]], using: str) -> None:
     """Elsewhere: one UPDATE per counter, with a CASE over the rows of the chunk."""
-    manager = plan.model._base_manager.using(using)
+    manager = plan.rows(using)
     for name in plan.options.counters:
         whens = [When(pk=pk, then=F(name) + d[name]) for pk, d in rows.items() if d.get(name)]
         if not whens:

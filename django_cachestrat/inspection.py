@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-from django.db import models
+from django.db import models, router
 
 from .client import connection, fail_open
 from .invalidation import invalidate_pks
@@ -193,8 +193,8 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
 
 
 def _database_values(plan: ModelPlan, pk: Any) -> list[Any] | None:
-    manager = plan.model._base_manager
-    row = manager.filter(pk=pk).values_list(*plan.codec.attnames).first()
+    rows = plan.rows(router.db_for_read(plan.model))
+    row = rows.filter(pk=pk).values_list(*plan.codec.attnames).first()
     return list(row) if row is not None else None
 
 
@@ -252,7 +252,7 @@ def invalidate_rows(model: type[models.Model], pks: Iterable[Any]) -> int:
     names = list(plan.lookup_fields)
     values: dict[str, list[Any]] = {name: [] for name in names}
     if names:
-        rows = plan.model._base_manager.filter(pk__in=pks).values_list(*names)
+        rows = plan.rows(router.db_for_read(plan.model)).filter(pk__in=pks).values_list(*names)
         for row in rows:
             for name, value in zip(names, row, strict=True):
                 values[name].append(value)

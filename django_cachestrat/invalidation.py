@@ -174,7 +174,15 @@ def invalidate_pks(
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
-    _apply(plans, using, Change(pks, _keys_for(plans, pks, values)))
+    try:
+        pks = [plans[0].clean_pk(pk) for pk in pks]
+        keys = _keys_for(plans, pks, values)
+        change = Change(pks, keys)
+        hash(frozenset(pks))
+    except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
+        invalidate_unknown(model, using)
+        return
+    _apply(plans, using, change)
 
 
 def invalidate_unknown(model: type[models.Model], using: str) -> None:

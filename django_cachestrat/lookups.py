@@ -80,7 +80,7 @@ def _resolve_lookup(
         return _decode_pointer(plan, data, generations)
 
     def load(values: list[Any]) -> Loaded:
-        query = plan.model._base_manager.using(using).filter(**{f"{name}__in": values})
+        query = plan.rows(using).filter(**{f"{name}__in": values})
         pks = dict(query.values_list(name, "pk"))
         loaded: Loaded = {}
         for value in values:
@@ -106,4 +106,4 @@ def _forget(key: str) -> None:
 
 
 def _db_lookup(plan: ModelPlan, name: str, value: Any, using: str) -> models.Model:
-    return plan.model._base_manager.using(using).get(**{name: value})
+    return plan.rows(using).get(**{name: value})

@@ -57,8 +57,10 @@ def is_mixin_model(model: type[models.Model]) -> bool:
 
 
 def is_cached(model: type[models.Model]) -> bool:
-    """Whether reads of this model may go through the cache."""
+    """Whether reads of this model may go through the cache (not with a composite pk)."""
     concrete = model._meta.concrete_model or model
+    if getattr(concrete._meta, "is_composite_pk", False):
+        return False
     return is_mixin_model(concrete) or settings_options(concrete) is not None
 
 

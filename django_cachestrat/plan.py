@@ -62,6 +62,11 @@ class ModelPlan:
         spread = base * self.jitter
         return max(1, int((base + random.uniform(-spread, spread)) * 1000))
 
+    def rows(self, using: str) -> models.QuerySet[models.Model]:
+        """Every row of the table, whatever the model's managers filter: a row is cached
+        by pk, once for every manager and proxy that reads it."""
+        return models.QuerySet(self.model, using=using)
+
     def is_positive(self, counter: str) -> bool:
         """Whether a counter never goes below zero (a Positive*IntegerField)."""
         return counter in self.positive_counters

@@ -277,11 +277,11 @@ def _row_entry(plan: ModelPlan, row: Any, generations: Generations, spent_us: in
 
 
 def _db_rows(plan: ModelPlan, pks: list[Any], using: str) -> dict[Any, models.Model]:
-    return {obj.pk: obj for obj in plan.model._base_manager.using(using).filter(pk__in=pks)}
+    return {obj.pk: obj for obj in plan.rows(using).filter(pk__in=pks)}
 
 
 def _db_get(plan: ModelPlan, pk: Any, using: str) -> models.Model:
-    return plan.model._base_manager.using(using).get(pk=pk)
+    return plan.rows(using).get(pk=pk)
 
 
 def _not_found(plan: ModelPlan, name: str, value: Any) -> str:

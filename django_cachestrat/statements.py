@@ -85,7 +85,10 @@ _handled = _Handled()
 
 def was_handled(model: type[models.Model], pk: Any) -> bool:
     concrete = model._meta.concrete_model or model
-    return _handled.label == concrete._meta.label_lower and pk in _handled.pks
+    try:
+        return _handled.label == concrete._meta.label_lower and pk in _handled.pks
+    except TypeError:  # an unhashable pk value
+        return False
 
 
 def _mark(model: type[models.Model], pks: list[Any] | None) -> None:
@@ -117,7 +120,9 @@ def _returned_pks(context: dict[str, Any], sql: str, model: type[models.Model]) 
     """The pks an ``INSERT … RETURNING pk, …`` produced, read and then rewound so Django
     reads them too (client-side psycopg cursors keep every row in memory)."""
     _, found, returning = sql.upper().rpartition(" RETURNING ")
-    if not found or _pk_column(model).upper() not in returning.split(",")[0]:
+    if not found or model._meta.pk is None or model._meta.pk.column is None:
+        return None
+    if _pk_column(model).upper() not in returning.split(",")[0]:
         return None
     cursor = getattr(context["cursor"], "cursor", None)
     try:
@@ -141,6 +146,10 @@ def _changed_rows(
     head: str,
 ) -> Any:
     conn: BaseDatabaseWrapper = context["connection"]
+    if model._meta.pk is None or model._meta.pk.column is None:  # a composite primary key
+        result = execute(sql, params, many, context)
+        invalidation.invalidate_unknown(model, conn.alias)
+        return result
     if not many and _can_return(conn) and "RETURNING" not in sql.upper():
         # The pks, and the new values of unique lookups (a cached "no such username" may
         # now be wrong), cost a few returned columns instead of a read beforehand.

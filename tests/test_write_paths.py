@@ -223,3 +223,10 @@ def test_flushed_is_sent_when_a_transaction_that_bumped_the_generation_commits()
         assert seen == [Comment]
     finally:
         flushed.disconnect(receiver)
+
+
+def test_a_pk_value_that_cannot_name_a_key_flushes_the_model(redis_client):
+    profile = ProfileFactory()
+    Profile.cached.get(pk=profile.pk)
+    invalidation.invalidate_pks(Profile, [["not", "hashable"]], "default")
+    assert redis_client.get(plan_for(Profile).keys.generation) == b"1"
