@@ -19,3 +19,5 @@ echo "== pytest: $(.venv/bin/python -c 'import django, sys; print(f"Django {djan
 .venv/bin/coverage report --fail-under=85 --skip-covered
 echo "== pytest: $(.venv-django6/bin/python -c 'import django, sys; print(f"Django {django.get_version()}, Python {sys.version.split()[0]}")')"
 .venv-django6/bin/python -m pytest "$@"
+echo "== Django's own test suite with every model transparent (allowed differences: docs/limits.md)"
+./scripts/django_suite.sh --check
