@@ -58,10 +58,18 @@ class _Sequence(threading.local):
     def __init__(self) -> None:
         self.client = uuid.uuid4().hex[:16]
         self.number = 0
+        self.keys: dict[str, str] = {}
 
     def next(self) -> int:
         self.number += 1
         return self.number
+
+    def key(self, stripe: StripeKeys) -> str:
+        try:
+            return self.keys[stripe.pending]
+        except KeyError:
+            key = self.keys[stripe.pending] = stripe.sequence(self.client)
+            return key
 
 
 _sequence = _Sequence()
@@ -78,7 +86,7 @@ os.register_at_fork(after_in_child=_new_sequence_after_fork)
 def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
     stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))
     member = f"{field}:{key_part(pk)}"
-    sequence_key = stripe.sequence(_sequence.client)
+    sequence_key = _sequence.key(stripe)
     number = _sequence.next()
     try:
         _, trigger = _incr_redis(stripe, sequence_key, member, by, number, plan.batch_size)

@@ -52,7 +52,7 @@ class KeySpace:
     lookup's lease live in one Redis Cluster slot and every Lua script stays single-slot.
     """
 
-    __slots__ = ("absent", "base", "generation", "label", "namespace")
+    __slots__ = ("_stripes", "absent", "base", "generation", "label", "namespace")
 
     def __init__(self, prefix: str, model: type[models.Model]) -> None:
         concrete = model._meta.concrete_model
@@ -66,6 +66,7 @@ class KeySpace:
         # Bumped by inserts the app cannot name (bulk_create, raw SQL): voids every cached
         # "no such row", and nothing else.
         self.absent = f"{self.namespace}absent"
+        self._stripes: dict[int, StripeKeys] = {}
 
     def row(self, pk: Any) -> str:
         return f"{self.base}{{{key_part(pk)}}}"
@@ -78,9 +79,13 @@ class KeySpace:
         return f"{key}:lease"
 
     def stripe(self, index: int) -> StripeKeys:
-        # Counters outlive deploys, so these keys carry no schema hash.
-        base = f"{self.namespace}wb:{{{self.label}:{index}}}:"
-        return StripeKeys(*(base + name for name in StripeKeys._fields))
+        try:
+            return self._stripes[index]
+        except KeyError:
+            # Counters outlive deploys, so these keys carry no schema hash.
+            base = f"{self.namespace}wb:{{{self.label}:{index}}}:"
+            keys = self._stripes[index] = StripeKeys(*(base + n for n in StripeKeys._fields))
+            return keys
 
     @staticmethod
     def stripe_of(pk: Any, stripes: int) -> int:
