@@ -85,8 +85,8 @@ def warm(ctx: Context) -> None:
     pipe.execute()
 
 
-def _values(obj: Article) -> list[Any]:
-    return [getattr(obj, name) for name in Article.cached.plan.codec.attnames]
+def _values(obj: Any) -> list[Any]:
+    return [getattr(obj, name) for name in type(obj).cached.plan.codec.attnames]
 
 
 def verify(ctx: Context) -> None:
@@ -211,14 +211,15 @@ class Sizes:
 ENCODINGS = ("ours", "plain", "pickle")
 
 
-def _store_encodings(ctx: Context) -> dict[str, list[str]]:
+def _store_encodings(client: Redis, model: Any) -> dict[str, list[str]]:
+    """Our cached row keys, and a plain-msgpack and a pickle key for the same rows."""
     keys: dict[str, list[str]] = {name: [] for name in ENCODINGS}
-    pipe = ctx.client.pipeline(transaction=False)
-    for obj in Article.objects.order_by("pk"):
+    pipe = client.pipeline(transaction=False)
+    for obj in model.objects.order_by("pk"):
         plain_key, pickle_key = f"bench:plain:{obj.pk}", f"bench:pickle:{obj.pk}"
         pipe.set(plain_key, msgpack.packb([plain_value(v) for v in _values(obj)]))
         pipe.set(pickle_key, pickle.dumps(obj))
-        keys["ours"].append(ctx.plan.keys.row(obj.pk))
+        keys["ours"].append(model.cached.plan.keys.row(obj.pk))
         keys["plain"].append(plain_key)
         keys["pickle"].append(pickle_key)
     pipe.execute()
@@ -235,10 +236,20 @@ def _per_key(client: Redis, keys: list[str], command: str) -> list[int]:
     return [int(value) for value in pipe.execute()]
 
 
-def sizes(ctx: Context) -> Sizes:
-    """(c) Bytes per cached row: our payload, a plain msgpack list, and a pickled instance."""
-    keys = _store_encodings(ctx)
-    return Sizes(
-        usage={name: _per_key(ctx.client, keys[name], "usage") for name in ENCODINGS},
-        length={name: _per_key(ctx.client, keys[name], "strlen") for name in ENCODINGS},
-    )
+def sizes(client: Redis, model: Any) -> Sizes:
+    """(c) Bytes per cached row of ``model``: our payload, a plain msgpack list of the same
+    values, and a pickled instance. Every row is filled through the cache first; the
+    comparison keys are deleted afterwards, so each row shape reuses the same key names."""
+    pks = list(model.objects.values_list("pk", flat=True))
+    if len(model.cached.get_many(pks)) != len(pks):
+        raise RuntimeError(f"{model.__name__}: not every row was returned by get_many")
+    keys = _store_encodings(client, model)
+    if client.exists(*keys["ours"]) != len(keys["ours"]):
+        raise RuntimeError(f"{model.__name__}: some rows are not cached")
+    try:
+        return Sizes(
+            usage={name: _per_key(client, keys[name], "usage") for name in ENCODINGS},
+            length={name: _per_key(client, keys[name], "strlen") for name in ENCODINGS},
+        )
+    finally:
+        client.delete(*keys["plain"], *keys["pickle"])

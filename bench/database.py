@@ -1,4 +1,4 @@
-"""Set-up and clean-up: the benchmark database, the article table, seed rows, Redis keys."""
+"""Set-up and clean-up: the benchmark database, its tables, seed rows, Redis keys."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ from django.db import connection
 from django_redis import get_redis_connection
 from psycopg import sql
 
-from bench.benchapp.models import Article
+from bench.benchapp.models import Article, Member
 
-#: Key patterns this benchmark writes: the app's namespace for Article, and its own keys.
-OWN_PATTERNS = ("cs:benchapp.article:*", "bench:*")
+MODELS = (Article, Member)
+
+#: Key patterns this benchmark writes: the app's namespace for each model, the statistics
+#: the app publishes (the benchmark database holds no other app's), its own keys, and the
+#: naive cache-aside keys of the consistency cases.
+OWN_PATTERNS = (
+    "cs:benchapp.article:*",
+    "cs:benchapp.member:*",
+    "cs:stats:*",
+    "bench:*",
+    "naive:*",
+)
 
 WORDS = [
     "cache",
@@ -70,10 +80,12 @@ def ensure_database() -> None:
 
 
 def create_schema() -> None:
-    """Drop the article table if present and let ``migrate --run-syncdb`` create it anew."""
-    if Article._meta.db_table in connection.introspection.table_names():
-        with connection.schema_editor() as editor:
-            editor.delete_model(Article)
+    """Drop the benchmark tables if present and let ``migrate --run-syncdb`` create them."""
+    tables = connection.introspection.table_names()
+    with connection.schema_editor() as editor:
+        for model in MODELS:
+            if model._meta.db_table in tables:
+                editor.delete_model(model)
     call_command("migrate", run_syncdb=True, verbosity=0)
 
 
@@ -112,6 +124,72 @@ def seed(rows: int) -> list[int]:
     articles = [_article(rng, i, start) for i in range(rows)]
     Article.objects.bulk_create(articles, batch_size=500)
     return list(Article.objects.order_by("pk").values_list("pk", flat=True))
+
+
+FIRST_NAMES = [
+    "Ada",
+    "Alan",
+    "Barbara",
+    "Claude",
+    "Donald",
+    "Edsger",
+    "Frances",
+    "Grace",
+    "Hedy",
+    "John",
+    "Ken",
+    "Leslie",
+    "Margaret",
+    "Niklaus",
+    "Radia",
+    "Tony",
+]
+
+LAST_NAMES = [
+    "Allen",
+    "Backus",
+    "Dijkstra",
+    "Hamilton",
+    "Hoare",
+    "Hopper",
+    "Kay",
+    "Knuth",
+    "Lamport",
+    "Liskov",
+    "Lovelace",
+    "Perlman",
+    "Ritchie",
+    "Shannon",
+    "Thompson",
+    "Wirth",
+]
+
+
+def _member(rng: random.Random, index: int, start: datetime.datetime) -> Member:
+    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+    username = f"{first.lower()}.{last.lower()}{index}"
+    joined = start + datetime.timedelta(seconds=rng.randint(0, 3 * 365 * 86400))
+    seen = joined + datetime.timedelta(seconds=rng.randint(0, 365 * 86400))
+    return Member(
+        username=username,
+        email=f"{username}@example.com",
+        first_name=first,
+        last_name=last,
+        is_active=rng.random() < 0.95,
+        is_staff=rng.random() < 0.05,
+        is_superuser=rng.random() < 0.01,
+        date_joined=joined,
+        last_login=seen if rng.random() < 0.9 else None,
+        logins=rng.randint(0, 5_000),
+    )
+
+
+def seed_members(rows: int) -> list[int]:
+    """Insert ``rows`` deterministic members; returns their pks."""
+    rng = random.Random(20240602)
+    start = datetime.datetime(2021, 1, 1, tzinfo=datetime.UTC)
+    Member.objects.bulk_create([_member(rng, i, start) for i in range(rows)], batch_size=500)
+    return list(Member.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def clean_redis() -> int:

@@ -23,12 +23,13 @@ class Section:
 
 @dataclass(frozen=True)
 class Target:
-    """A ratio and its goal; ``goal`` None marks a figure reported without a target."""
+    """A ratio or count and its goal; ``goal`` None marks a figure reported without a target."""
 
     name: str
     value: float
     goal: tuple[str, float] | None = None
     per_round: Summary | None = None
+    digits: int = 2  # decimals shown (0 for counts)
 
     @property
     def met(self) -> bool | None:
@@ -39,6 +40,7 @@ class Target:
             "≤": lambda a, b: a <= b,
             "<": lambda a, b: a < b,
             "≥": lambda a, b: a >= b,
+            "=": lambda a, b: a == b,
         }
         return checks[op](self.value, limit)
 
@@ -50,6 +52,10 @@ class Target:
     def per_round_text(self) -> str:
         stat = self.per_round
         return "—" if stat is None else f"{stat.median:.2f} ({stat.p25:.2f}-{stat.p75:.2f})"
+
+    @property
+    def value_text(self) -> str:
+        return f"{self.value:.{self.digits}f}"
 
     @property
     def verdict(self) -> str:
@@ -139,8 +145,8 @@ def _text_table(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _target_rows(targets: Sequence[Target]) -> list[tuple[str, ...]]:
-    head = ("Ratio", "of medians", "per round: median (p25-p75)", "target", "verdict")
-    rows = [(t.name, f"{t.value:.2f}", t.per_round_text, t.goal_text, t.verdict) for t in targets]
+    head = ("Figure", "value", "per round: median (p25-p75)", "target", "verdict")
+    rows = [(t.name, t.value_text, t.per_round_text, t.goal_text, t.verdict) for t in targets]
     return [head, *rows]
 
 
@@ -158,9 +164,8 @@ def render_text(report: Report) -> str:
 
 
 def verdict_line(target: Target) -> str:
-    return (
-        f"{target.verdict.upper():8} {target.name} = {target.value:.2f} (target {target.goal_text})"
-    )
+    verdict = target.verdict.upper()
+    return f"{verdict:8} {target.name} = {target.value_text} (target {target.goal_text})"
 
 
 def _md_table(rows: Sequence[Sequence[str]]) -> list[str]:

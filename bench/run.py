@@ -1,4 +1,9 @@
-"""Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``."""
+"""Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``.
+
+Without ``--only`` this runs the read path and consistency parts, then the write-behind
+counters (``--only counters`` runs those alone; ``python -m bench.counters`` too). With
+``--markdown PATH`` the counters' tables go to ``PATH`` with ``-counters`` before the suffix.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,38 @@ import sys
 from pathlib import Path
 
 
+def _counters_argv(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    items = iter(argv)
+    for item in items:
+        if item == "--quick":
+            out.append(item)
+        elif item in ("--rounds", "--markdown"):
+            value = next(items, "")
+            if item == "--markdown":
+                path = Path(value)
+                value = str(path.with_name(f"{path.stem}-counters{path.suffix}"))
+            out += [item, value]
+    return out
+
+
 def main() -> int:
     # The repository root replaces this script's folder on the path, so ``bench`` is a
     # package and no module here can shadow the standard library.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
-    from bench.cli import main as run
+    argv = sys.argv[1:]
+    only = argv[argv.index("--only") + 1] if "--only" in argv[:-1] else None
+    status = 0
+    if only != "counters":
+        from bench.cli import main as run
 
-    return run(sys.argv[1:])
+        status = run(argv)
+    if only in (None, "counters"):
+        from bench.counters import main as run_counters
+
+        status = run_counters(_counters_argv(argv)) or status
+    return status
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 A read is *stale* when it returns a version older than the last write whose commit had
 returned before the read began (DESIGN invariant 1). The same harness drives our cache and
 the naive GET / query / SETEX pattern, so it is shown to catch staleness when it exists.
+
+The row's version is an integer field that every write increments. Any cached model and
+integer field will do (``model=``, ``field=``); the default, the test app's
+``Profile.age``, is imported only when used, so the benchmarks can run this harness under
+settings where the test app is not installed.
 """
 
 from __future__ import annotations
@@ -15,11 +20,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections, models, transaction
 from django_redis import get_redis_connection
 
 from django_cachestrat import invalidation, leases, reads
-from tests.testapp.models import Profile
+
+DEFAULT_FIELD = "age"
+
+
+def default_model() -> type[models.Model]:
+    """The test app's ``Profile``, imported on first use."""
+    from tests.testapp.models import Profile
+
+    return Profile
 
 
 class Pauses:
@@ -34,27 +47,41 @@ class Pauses:
             time.sleep(random.uniform(0, self.max_ms) / 1000)
 
 
-def _write(pk: int, pause: Pauses) -> int:
-    with transaction.atomic():
-        row = Profile.objects.select_for_update().get(pk=pk)
-        row.age += 1
-        pause("write:before-save")
-        row.save(update_fields=["age"])
-        pause("write:before-commit")
-    return int(row.age)
+class Versioned:
+    """The row's model and the integer field that carries its version."""
+
+    def __init__(self, model: type[models.Model] | None, field: str) -> None:
+        self.model: Any = model if model is not None else default_model()
+        self.field = field
+
+    def write(self, pk: int, pause: Pauses) -> int:
+        """Increment the version in a transaction; returns the version committed."""
+        with transaction.atomic():
+            row = self.model._default_manager.select_for_update().get(pk=pk)
+            setattr(row, self.field, getattr(row, self.field) + 1)
+            pause("write:before-save")
+            row.save(update_fields=[self.field])
+            pause("write:before-commit")
+        return int(getattr(row, self.field))
 
 
 class Ours:
     name = "django-cachestrat"
 
-    def __init__(self, pause: Pauses) -> None:
+    def __init__(
+        self,
+        pause: Pauses,
+        model: type[models.Model] | None = None,
+        field: str = DEFAULT_FIELD,
+    ) -> None:
         self.pause = pause
+        self.row = Versioned(model, field)
 
     def read(self, pk: int) -> int:
-        return int(Profile.cached.get(pk=pk).age)
+        return int(getattr(self.row.model.cached.get(pk=pk), self.row.field))
 
     def write(self, pk: int) -> int:
-        return _write(pk, self.pause)
+        return self.row.write(pk, self.pause)
 
     @contextmanager
     def instrumented(self) -> Iterator[None]:
@@ -89,25 +116,36 @@ class Naive:
 
     name = "naive cache-aside"
 
-    def __init__(self, pause: Pauses) -> None:
+    def __init__(
+        self,
+        pause: Pauses,
+        model: type[models.Model] | None = None,
+        field: str = DEFAULT_FIELD,
+    ) -> None:
         self.pause = pause
+        self.row = Versioned(model, field)
+
+    @staticmethod
+    def key(pk: int) -> str:
+        return f"naive:{pk}"
 
     def read(self, pk: int) -> int:
         client = get_redis_connection("default")
-        raw = client.get(f"naive:{pk}")
+        raw = client.get(self.key(pk))
         if raw is not None:
             return int(raw)
         self.pause("read:after-miss")
-        age = Profile.objects.values_list("age", flat=True).get(pk=pk)
+        rows = self.row.model._default_manager.values_list(self.row.field, flat=True)
+        value = rows.get(pk=pk)
         self.pause("read:before-fill")
-        client.set(f"naive:{pk}", age, ex=3600)
-        return int(age)
+        client.set(self.key(pk), value, ex=3600)
+        return int(value)
 
     def write(self, pk: int) -> int:
-        age = _write(pk, self.pause)
+        value = self.row.write(pk, self.pause)
         self.pause("write:before-delete")
-        get_redis_connection("default").delete(f"naive:{pk}")
-        return age
+        get_redis_connection("default").delete(self.key(pk))
+        return value
 
     @contextmanager
     def instrumented(self) -> Iterator[None]:

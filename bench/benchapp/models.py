@@ -1,4 +1,10 @@
-"""``Article``: a dozen typical fields, cached by pk and by its unique slug."""
+"""The benchmark models.
+
+``Article``: a dozen typical fields, cached by pk and by its unique slug; its ~500-character
+body makes values dominate a cached row. ``Member``: a small account row shaped like
+``auth.User`` (short strings, flags, two datetimes, a counter), where per-row overhead
+dominates instead.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +34,35 @@ class Article(CacheAsideMixin, models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class Member(CacheAsideMixin, models.Model):
+    username = models.CharField(max_length=150, unique=True)
+    email = models.EmailField(max_length=254)
+    first_name = models.CharField(max_length=150)
+    last_name = models.CharField(max_length=150)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    is_superuser = models.BooleanField(default=False)
+    date_joined = models.DateTimeField()
+    last_login = models.DateTimeField(null=True)
+    logins = models.IntegerField(default=0)
+
+    class CacheMeta:
+        lookups = ("username",)
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class Post(CacheAsideMixin, models.Model):
+    """A row with two write-behind counters, for the counter benchmarks (``bench.counters``)."""
+
+    likes = models.PositiveIntegerField(default=0)
+    views = models.PositiveIntegerField(default=0)
+
+    class CacheMeta:
+        counters = ("likes", "views")
+
+    def __str__(self) -> str:
+        return f"post {self.pk}"
