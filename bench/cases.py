@@ -126,7 +126,31 @@ def single_row(ctx: Context, calls: int) -> list[Variant]:
             lambda pk: Article.objects.get(pk=pk),
             ctx.draw(calls),
         ),
+        Variant(
+            "stats",
+            "statistics work of one hit alone (counters, timing, signal test)",
+            _statistics_of_a_hit(ctx),
+            ctx.draw(calls),
+        ),
     ]
+
+
+def _statistics_of_a_hit(ctx: Context) -> Any:
+    """The exact statements a hit runs for statistics and the hit signal, nothing else."""
+    import time
+
+    from django_cachestrat import signals
+
+    stats = ctx.plan.stats
+
+    def work(pk: int) -> None:
+        started = time.perf_counter()
+        stats.hits += 1
+        stats.hit_times.append((time.perf_counter() - started) * 1e6)
+        if signals.hit.receivers:
+            signals.hit.send(Article, pks=[pk])
+
+    return work
 
 
 def many_rows(ctx: Context, calls: int, size: int = 100) -> list[Variant]:

@@ -251,6 +251,7 @@ def read_targets(results: Results) -> list[Target]:
     targets = [
         timing_target("(a) hit / floor", samples, "hit", "floor", ("≤", 1.3)),
         timing_target("(a) ORM get / hit", samples, "orm", "hit", ("≥", 5)),
+        timing_target("(a) statistics / hit", samples, "stats", "hit", ("≤", 0.05)),
         timing_target("(b) get_many / floor", samples, "many", "many_floor", ("≤", 1.3)),
     ]
     for shape, sizes in results.sizes.items():
