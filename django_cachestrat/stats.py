@@ -81,10 +81,6 @@ def stats_for(label: str) -> ModelStats:
         return stats
 
 
-def all_stats() -> dict[str, ModelStats]:
-    return dict(_stats)
-
-
 def reset() -> None:
     for stats in list(_stats.values()):
         for name in COUNTERS:
