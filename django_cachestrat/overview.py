@@ -142,7 +142,7 @@ def model_figures(
                 label=plan.keys.label,
                 name=str(model._meta.verbose_name_plural),
                 plan=plan,
-                keys=sample.keys(namespace) if sample else 0.0,
+                keys=sample.key_count(namespace) if sample else 0.0,
                 keys_exact=bool(sample and sample.complete),
                 memory=sample.bytes(namespace) if sample else None,
                 summary=summaries.get(plan.keys.label),

@@ -35,7 +35,7 @@ class KeySample:
     matched: dict[str, int]
     memory: dict[str, float]  # mean bytes per key, for the namespaces with a sample
 
-    def keys(self, namespace: str) -> float:
+    def key_count(self, namespace: str) -> float:
         """The keys of a namespace: exact when complete, else scaled to ``DBSIZE``."""
         seen = self.matched.get(namespace, 0)
         if self.complete or not self.examined:
@@ -44,7 +44,7 @@ class KeySample:
 
     def bytes(self, namespace: str) -> float | None:
         mean = self.memory.get(namespace)
-        return None if mean is None else mean * self.keys(namespace)
+        return None if mean is None else mean * self.key_count(namespace)
 
 
 @fail_open

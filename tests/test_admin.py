@@ -320,12 +320,12 @@ def test_key_counts_are_estimated_by_a_bounded_scan(redis_client, monkeypatch):
         pipe.set(f"cs:testapp.team:{i}" if i % 2 else f"other:{i}", b"x")
     pipe.execute()
     exact = sampling.sample_keys(["cs:testapp.team:"])
-    assert (exact.complete, exact.keys("cs:testapp.team:")) == (True, 300)
+    assert (exact.complete, exact.key_count("cs:testapp.team:")) == (True, 300)
     monkeypatch.setattr(sampling, "SCAN_COUNT", 50)
     monkeypatch.setattr(sampling, "SCAN_ROUNDS", 3)
     partial = sampling.sample_keys(["cs:testapp.team:"])
     assert not partial.complete and 100 <= partial.examined < 600
-    assert 150 < partial.keys("cs:testapp.team:") < 450  # ≈ 300, from a sample of ~150
+    assert 150 < partial.key_count("cs:testapp.team:") < 450  # ≈ 300, from a sample of ~150
     assert partial.bytes("cs:testapp.team:") > 0
 
 
