@@ -6,7 +6,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import models, router
@@ -113,15 +113,9 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
         if found is MISSING and not has_inserted(label):
             raise plan.does_not_exist(_not_found(plan, "pk", pk))
         if found is not None and found is not MISSING:
-            stats = plan.stats
-            stats.hits += 1
-            stats.hit_times.append((time.perf_counter() - started) * 1e6)
-            if signals.hit.receivers:
-                signals.hit.send(plan.model, pks=[pk])
+            _count(plan, [pk], (), started)
             return found  # type: ignore[no-any-return]
-    plan.stats.misses += 1
-    if signals.miss.receivers:
-        signals.miss.send(plan.model, pks=[pk])
+    _count(plan, (), [pk], started)
     miss = Miss(pk, key, data or b"")
     rows: dict[Any, models.Model] = _resolve_rows(plan, [miss], generations, using)
     if pk not in rows:
@@ -174,7 +168,7 @@ def _rows(
     return result, seen
 
 
-def _count(plan: ModelPlan, hits: list[Any], misses: list[Any], started: float) -> None:
+def _count(plan: ModelPlan, hits: Sequence[Any], misses: Sequence[Any], started: float) -> None:
     stats = plan.stats
     stats.hits += len(hits)
     stats.misses += len(misses)

@@ -9,6 +9,15 @@ local batch_id = ARGV[1]
 local now_ms = tonumber(ARGV[2])
 local reclaim_after_ms = tonumber(ARGV[3])
 
+-- {kind, id, field1, delta1, ...}: the claimed batch as the caller reads it.
+local function batch(kind, id)
+  local result = {kind, id}
+  for _, item in ipairs(redis.call("HGETALL", claimed_key)) do
+    table.insert(result, item)
+  end
+  return result
+end
+
 local current = redis.call("GET", claim_key)
 if current then
   -- NOTE: one batch per stripe at a time; a newer claim waits until this one is
@@ -18,11 +27,7 @@ if current then
     return {0}
   end
   redis.call("SET", claim_key, id .. ":" .. now_ms)
-  local result = {2, id}
-  for _, item in ipairs(redis.call("HGETALL", claimed_key)) do
-    table.insert(result, item)
-  end
-  return result
+  return batch(2, id)
 end
 if redis.call("EXISTS", pending_key) == 0 then
   return {0}
@@ -30,8 +35,4 @@ end
 redis.call("RENAME", pending_key, claimed_key)
 redis.call("SET", claim_key, batch_id .. ":" .. now_ms)
 redis.call("INCR", version_key)
-local result = {1, batch_id}
-for _, item in ipairs(redis.call("HGETALL", claimed_key)) do
-  table.insert(result, item)
-end
-return result
+return batch(1, batch_id)
