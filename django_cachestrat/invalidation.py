@@ -82,11 +82,10 @@ def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[Mo
         return
     try:
         _send(keys, generations)
-    except Unavailable:
+    except (Unavailable, *REDIS_ERRORS) as exc:
         pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
-    except REDIS_ERRORS:  # FAIL_OPEN = False: keep the invalidation, then let it rise
-        pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
-        raise
+        if not isinstance(exc, Unavailable):  # FAIL_OPEN = False: kept, and it rises
+            raise
 
 
 class Change:
