@@ -11,7 +11,8 @@ import contextvars
 from typing import Any, cast
 
 from django.apps import apps
-from django.db import models, router
+from django.db import connections, models, router
+from django.db.models import Q
 from django.db.models.query import ModelIterable
 
 from . import lookups, reads
@@ -42,8 +43,15 @@ class TransparentQuerySetMixin:
     _prefetch_related_lookups: tuple[Any, ...]
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
-        if not args and len(kwargs) == 1 and not _on_cache_path.get() and self._is_plain():
-            ((name, value),) = kwargs.items()
+        lookup = _single_lookup(args, kwargs)
+        if (
+            lookup is not None
+            and self.model in _models
+            and not _on_cache_path.get()
+            and self._is_plain()
+        ):
+            _heal(self.model)
+            name, value = lookup
             token = _on_cache_path.set(True)
             try:
                 found = _cached_get(self.model, name.removesuffix("__exact"), value)
@@ -68,7 +76,6 @@ class TransparentQuerySetMixin:
         query = self.query
         return not (
             self._for_write
-            or self._hints
             or self._fields is not None
             or self._iterable_class is not ModelIterable
             or self._prefetch_related_lookups
@@ -82,8 +89,24 @@ class TransparentQuerySetMixin:
             or query.low_mark
             or query.high_mark is not None
             or query.deferred_loading != (frozenset(), True)
-            or (self._db is not None and self._db != router.db_for_read(self.model))
+            # The database the query would read (routing hints included, as for a related
+            # object's instance) must be the one the cache holds rows of.
+            or self.db != router.db_for_read(self.model)  # type: ignore[attr-defined]
         )
+
+
+def _single_lookup(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any] | None:
+    """``get(name=value)``, or ``get(Q(name=value))`` as a forward relation asks for its
+    object (``article.reporter``): the one lookup, else None."""
+    if not args and len(kwargs) == 1:
+        return next(iter(kwargs.items()))
+    if kwargs or len(args) != 1 or not isinstance(args[0], Q):
+        return None
+    q = args[0]
+    if q.negated or len(q.children) != 1 or not isinstance(q.children[0], tuple):
+        return None
+    name, value = q.children[0]
+    return str(name), value
 
 
 def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
@@ -109,16 +132,29 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
         if value is None:
             return None
     try:
-        plan.clean(field, value)
+        cleaned = plan.clean(field, value)
     except ValueError:
         return None  # let the ORM raise its own error for a bad value
+    if _out_of_range(model, field, cleaned):
+        return None  # the ORM answers "does not exist" without a query
     if lookup == "pk":
         return reads.get(plan, value)
     return lookups.get_by_lookup(plan, lookup, value)
 
 
+def _out_of_range(model: type[models.Model], field: Any, value: Any) -> bool:
+    if not isinstance(field, models.IntegerField) or not isinstance(value, int):
+        return False
+    ops = connections[router.db_for_read(model)].ops
+    low, high = ops.integer_field_range(field.get_internal_type())
+    return (low is not None and value < low) or (high is not None and value > high)
+
+
 _classes: dict[type[Any], type[Any]] = {}
 _patched: dict[Any, type[Any]] = {}
+#: The models that opted in: a manager shared through an abstract base may also serve
+#: models that did not.
+_models: set[type[models.Model]] = set()
 
 
 def _transparent(queryset_class: type[Any]) -> type[Any]:
@@ -140,7 +176,8 @@ def _transparent(queryset_class: type[Any]) -> type[Any]:
 def _rebuild(queryset_class: type[Any], state: dict[str, Any]) -> Any:
     """Unpickle a queryset: transparent again if its model's managers are, here and now."""
     model = state.get("model")
-    if any(m.model is model and o is queryset_class for m, o in _patched.items()):
+    transparent = _classes.get(queryset_class)
+    if any(m.model is model and m._queryset_class is transparent for m in _patched):
         queryset_class = _transparent(queryset_class)
     queryset = cast(Any, queryset_class).__new__(queryset_class)
     queryset.__setstate__(state)
@@ -150,18 +187,88 @@ def _rebuild(queryset_class: type[Any], state: dict[str, Any]) -> Any:
 def install() -> None:
     """Give the managers of every transparent model the cache-aware queryset."""
     uninstall()
-    for model in apps.get_models():
-        if not is_cached(model) or not options_for(model).transparent:
-            continue
-        for manager in model._meta.managers:
-            original = manager._queryset_class  # type: ignore[attr-defined]
-            if issubclass(original, TransparentQuerySetMixin):
-                continue
-            manager._queryset_class = _transparent(original)  # type: ignore[attr-defined]
-            _patched[manager] = original
+    models_ = {m for m in apps.get_models() if is_cached(m) and options_for(m).transparent}
+    _models.update(models_)
+    for model in models_:
+        # The managers a model declares, not only the copies in ``_meta.managers``:
+        # ``apps.clear_cache()`` (a model created at run time, ``isolate_apps``) makes
+        # fresh copies of them. The base manager too: forward relations
+        # (``article.reporter``) read through it.
+        meta = model._meta
+        for manager in {*meta.local_managers, *meta.managers, meta.base_manager}:
+            _patch(manager)
+
+
+def _patch(manager: Any) -> None:
+    """Swap the manager's class for a subclass whose querysets are transparent."""
+    original = type(manager)
+    if "_cachestrat_original" in vars(original) or "_queryset_class" in vars(manager):
+        return  # patched already, or a queryset class of its own: left as it is
+    manager.__class__ = _transparent_manager(original)
+    _patched[manager] = original
+
+
+_managers: dict[type[Any], type[Any]] = {}
+
+
+def _transparent_manager(manager_class: type[Any]) -> type[Any]:
+    """The transparent subclass of a manager class.
+
+    To Django it is still the model's own class: ``__class__`` answers the original (the
+    related managers Django builds subclass ``_default_manager.__class__``, and keep their
+    ``superclass is Manager`` optimisations), it keeps the original's module and name
+    (``Manager.deconstruct()`` names the class in migrations), and it pickles as the
+    original. Only ``type()`` and ``copy.copy()`` (``_meta.managers`` holds copies) see it.
+    """
+    try:
+        return _managers[manager_class]
+    except KeyError:
+        names = {
+            "__module__": manager_class.__module__,
+            "__qualname__": manager_class.__qualname__,
+            "_queryset_class": _transparent(manager_class._queryset_class),
+            "_cachestrat_original": manager_class,
+            "__copy__": _copy_manager,
+            "__reduce_ex__": _reduce_manager,
+            "__class__": property(lambda self: manager_class, _set_class),
+        }
+        cls = _managers[manager_class] = type(manager_class.__name__, (manager_class,), names)
+        return cls
+
+
+def _copy_manager(self: Any) -> Any:
+    copied = object.__new__(type(self))
+    copied.__dict__.update(self.__dict__)
+    return copied
+
+
+def _reduce_manager(self: Any, protocol: int) -> tuple[Any, ...]:
+    return (_unpickle_manager, (self._cachestrat_original, self.__dict__.copy()))
+
+
+def _unpickle_manager(manager_class: type[Any], state: dict[str, Any]) -> Any:
+    manager = object.__new__(manager_class)
+    manager.__dict__.update(state)
+    return manager
+
+
+_SET_CLASS = object.__dict__["__class__"].__set__
+
+
+def _set_class(self: Any, value: type[Any]) -> None:
+    _SET_CLASS(self, value)
+
+
+def _heal(model: type[models.Model]) -> None:
+    """An automatic base manager is made anew after ``apps.clear_cache()``: patch it
+    again, so forward relations keep reading through the cache."""
+    manager: Any = model._meta.base_manager
+    if manager not in _patched:
+        _patch(manager)
 
 
 def uninstall() -> None:
     for manager, original in _patched.items():
-        manager._queryset_class = original
+        manager.__class__ = original
     _patched.clear()
+    _models.clear()

@@ -16,7 +16,7 @@ from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import assert_cached, count_queries
 from tests.testapp.models import Place, Profile, ProfileProxy, Restaurant, Team
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 TRANSPARENT = {
     "MODELS": {
@@ -37,6 +37,7 @@ def test_objects_get_by_pk_and_lookup_use_the_cache():
     profile = ProfileFactory(username="tina")
     assert assert_cached(lambda: Profile.objects.get(pk=profile.pk)).username == "tina"
     assert count_queries(lambda: Profile.objects.get(id__exact=profile.pk))[1] == 0
+    assert count_queries(lambda: Profile.objects.get(Q(pk=profile.pk)))[1] == 0
     Profile.objects.get(username="tina")
     assert count_queries(lambda: Profile.objects.get(username="tina"))[1] == 0
 
@@ -60,7 +61,7 @@ def test_proxy_managers_are_transparent_too():
         lambda t, p: Team.objects.get(name="team", pk=t),
         lambda t, p: Team.objects.extra(select={"x": "1"}).get(pk=t),
         lambda t, p: Team.objects.distinct().get(pk=t),
-        lambda t, p: Team.objects.get(Q(pk=t)),
+        lambda t, p: Team.objects.get(Q(pk=t) | Q(name="x")),
         lambda t, p: Profile.objects.select_related("team").get(pk=p),
     ],
 )
@@ -169,3 +170,20 @@ def test_model_instances_as_values_behave_like_the_orm():
         assert count_queries(lambda: Restaurant.objects.get(place_ptr=place))[1] == 0
         with pytest.raises(ValueError, match="must be saved"):
             Restaurant.objects.get(pk=Place())
+
+
+def test_forward_relations_are_served_by_the_cache():
+    profile = ProfileFactory(team=TeamFactory(name="red"))
+    first = Profile.objects.get(pk=profile.pk)
+    assert count_queries(lambda: first.team.name) == ("red", 1)
+    second = Profile.objects.get(pk=profile.pk)
+    assert count_queries(lambda: second.team.name) == ("red", 0)
+
+
+def test_a_forward_relation_routed_elsewhere_is_not_served():
+    profile = ProfileFactory(team=TeamFactory(name="red"))
+    Team.objects.get(pk=profile.team_id)  # cached, from the default database
+    fresh = Profile.objects.get(pk=profile.pk)
+    fresh._state.db = "elsewhere"  # a row read from another database routes its relations there
+    with pytest.raises(Exception, match="elsewhere"):
+        fresh.team  # noqa: B018 - the ORM must query that database, not the cache
