@@ -20,7 +20,7 @@ from .reads import (
     is_current_absence,
 )
 from .serializers import ABSENT, POINTER, CorruptPayload
-from .transactions import is_model_touched
+from .transactions import is_model_touched, scope_tag
 
 __all__ = ["get_by_lookup"]
 
@@ -34,7 +34,7 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
         return _db_lookup(plan, name, value, using)
     key = plan.keys.lookup(name, value)
     try:
-        generations, (data,) = _read(plan, [key])
+        generations, (data,) = _read(plan, [key], using)
     except Unavailable:
         return _db_lookup(plan, name, value, using)
     pk = _decode_pointer(plan, data, generations) if data is not None else None
@@ -74,13 +74,14 @@ def _resolve_lookup(
     plan: ModelPlan, name: str, misses: list[Miss], generations: Generations, using: str
 ) -> Any:
     codec = plan.codec
+    generations.rescope(scope_tag(using, detect=True))
     _read_absent_generation(generations)
 
     def decode(data: bytes) -> Any:
         return _decode_pointer(plan, data, generations)
 
     def load(values: list[Any]) -> Loaded:
-        query = plan.rows(using).filter(**{f"{name}__in": values})
+        query = plan.rows(using).filter(**{f"{name}__in": values}).order_by()
         pks = dict(query.values_list(name, "pk"))
         loaded: Loaded = {}
         for value in values:
