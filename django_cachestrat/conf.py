@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -43,7 +44,10 @@ class Settings:
 
     @property
     def KEY_PREFIX(self) -> str:
-        return str(self._get("KEY_PREFIX"))
+        prefix = str(self._get("KEY_PREFIX"))
+        # pytest-xdist gives each worker a test database of its own, so a namespace too.
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        return f"{prefix}.{worker}" if worker else prefix
 
     @property
     def TIMEOUT(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -10,10 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import router
 from django.db.models import Exists, F
 from django.db.models.functions import Greatest
 
+from . import transactions
 from .client import Unavailable, connection, fail_open, pending, scripts
 from .keys import StripeKeys, key_part
 from .plan import ModelPlan
@@ -46,8 +48,9 @@ def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
     _validate(plan, field, by)
     pk = plan.clean_pk(pk)
     using = router.db_for_write(plan.model)
-    if connections[using].in_atomic_block:
-        transaction.on_commit(lambda: _incr_now(plan, pk, field, by, using), using=using)
+    state = transactions.state_for(using)
+    if state is not None:
+        state.add_hook(lambda _: _incr_now(plan, pk, field, by, using))
     else:
         _incr_now(plan, pk, field, by, using)
 
@@ -85,6 +88,8 @@ os.register_at_fork(after_in_child=_new_sequence_after_fork)
 
 def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
     stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))
+    # Inside a test case the increment is real, and dropped when the test is rolled back.
+    transactions.on_scope_end(using, stripe.pending, lambda: _drop_stripe(stripe))
     member = f"{field}:{key_part(pk)}"
     sequence_key = _sequence.key(stripe)
     number = _sequence.next()
@@ -100,6 +105,20 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         return
     if trigger:
         _request_flush()
+
+
+def _drop_stripe(stripe: StripeKeys) -> None:
+    """Forget a stripe's pending and claimed increments (a test's, rolled back)."""
+    with contextlib.suppress(Unavailable):
+        _drop_keys(stripe)
+
+
+@fail_open
+def _drop_keys(stripe: StripeKeys) -> None:
+    pipe = connection().pipeline(transaction=False)
+    pipe.delete(stripe.pending, stripe.claimed, stripe.claim)
+    pipe.incr(stripe.version)
+    pipe.execute()
 
 
 #: How long a thread's last increment number is remembered per stripe (a lost reply is

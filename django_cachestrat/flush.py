@@ -22,6 +22,7 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from . import transactions
 from .client import connection, pending, scripts
 from .conf import conf
 from .options import cached_models
@@ -77,6 +78,7 @@ def forget_old_batches() -> None:
 
 def flush_model(model: type[models.Model]) -> list[BatchResult]:
     plan = plan_for(model)
+    transactions.sweep()  # a rolled-back test's increments are not flushed
     pending.replay()  # settle increments whose reply was lost before reading any batch
     results = []
     for index in range(plan.stripes):

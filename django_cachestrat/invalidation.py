@@ -7,7 +7,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, models
+from django.db import DEFAULT_DB_ALIAS, models, router
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from . import counters, reads, statements, transactions
@@ -124,6 +124,7 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
         changed = {plan: set(change.pks or ()) for plan in plans}
         _after_commit(changed, plans if change.flushed else [])
         return
+    state.add_hook(_on_commit)
     state.keys |= change.keys
     state.generations |= change.generations
     for plan in plans:
@@ -143,7 +144,13 @@ def _on_commit(state: transactions.TxState) -> None:
     _after_commit(state.changed, list(state.flushed))
 
 
-transactions.commit_hook = _on_commit
+def note_write(using: str) -> None:
+    """A write statement ran on this connection: inside a transaction, nothing read there
+    may fill the shared cache until it commits (it may see rows the app cannot name)."""
+    state = transactions.state_for(using)
+    if state is not None:
+        state.wrote = True
+        state.add_hook(_on_commit)
 
 
 def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) -> None:
@@ -203,12 +210,13 @@ def invalidate_absences(
         _apply(plans, using, Change(pks, generations=absences, inserted=True))
 
 
-def flush(model: type[models.Model]) -> None:
-    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis."""
+def flush(model: type[models.Model], using: str | None = None) -> None:
+    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis. Inside
+    a transaction it waits for the commit, like any invalidation: flushed early, readers
+    would refill the old rows under the new generation, and they would outlive the commit."""
     plan = plan_for(model)
-    _send_safely([], [plan.keys.generation], [plan])
-    plan.stats.invalidations += 1
-    flushed.send(plan.model)
+    using = using or router.db_for_write(model)
+    _apply([plan], using, Change(None, generations=[plan.keys.generation], flushed=True))
 
 
 def _before_save(sender: type[models.Model], instance: models.Model, **kw: Any) -> None:

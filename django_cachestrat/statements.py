@@ -11,7 +11,7 @@ from typing import Any
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import invalidation
+from . import invalidation, transactions
 
 __all__ = ["install", "reset"]
 
@@ -19,7 +19,7 @@ _TARGET = re.compile(
     r"""^\s*(UPDATE|DELETE\s+FROM|INSERT\s+INTO)\s+[`"\[]?([\w$]+)[`"\]]?""", re.IGNORECASE
 )
 _QUOTED = re.compile(r"""[`"]([^`"]+)[`"]""")
-_KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE")
+_KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "RELEASE")
 
 _tables: dict[str, type[models.Model]] | None = None
 
@@ -59,6 +59,11 @@ def _wrapper(execute: Execute, sql: Any, params: Any, many: bool, context: dict[
         return execute(sql, params, many, context)
     conn: BaseDatabaseWrapper = context["connection"]
     head = sql.lstrip()[:8].upper()
+    if head.startswith("RELEASE"):  # a savepoint: inside a test case, maybe a commit
+        result = execute(sql, params, many, context)
+        transactions.released(conn, sql)
+        return result
+    invalidation.note_write(conn.alias)
     if head.startswith("TRUNCATE"):
         result = execute(sql, params, many, context)
         _truncated(sql, conn.alias)

@@ -29,6 +29,7 @@ REDIS_LABEL = "_redis"
 COUNTERS = (
     "hits",
     "misses",
+    "queries_saved",
     "fills",
     "fill_time_us",
     "rejected_fills",
@@ -48,6 +49,7 @@ class ModelStats:
 
     hits: int = 0
     misses: int = 0
+    queries_saved: int = 0
     fills: int = 0
     fill_time_us: int = 0
     rejected_fills: int = 0  # a fill whose lease an invalidation had removed

@@ -1,29 +1,67 @@
-"""Transaction awareness: what an open transaction changed, and what to do when it commits."""
+"""Transaction awareness: what an open transaction changed, and what to do when it commits.
+
+Test cases (``django.test.TestCase``, pytest-django's ``django_db``) run each test inside
+atomic blocks that Django marks ``_from_testcase`` and never commits. For the cache those
+blocks are the database as it stands: a write made while only they are open counts as
+committed (it is invalidated at once), reads fill the cache, and the user's own
+``atomic()`` inside a test behaves as at its commit when its savepoint is released. What a
+test filled is tagged with a token of its innermost test block, so once that block is
+rolled back nothing it cached is believed again (see :func:`scope_tag`).
+"""
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-__all__ = ["ALL_ROWS", "TxState", "can_fill", "is_model_touched", "is_touched", "state_for"]
+__all__ = [
+    "ALL_ROWS",
+    "TxState",
+    "can_fill",
+    "in_transaction",
+    "is_model_touched",
+    "is_touched",
+    "on_scope_end",
+    "released",
+    "scope_tag",
+    "state_for",
+    "sweep",
+]
 
 #: Marks a model whose changed rows are not known one by one (a bulk update).
 ALL_ROWS: frozenset[Any] = frozenset({object()})
 
+Hook = Callable[["TxState"], None]
+
 
 class TxState:
-    """What one outermost transaction changed, tied to a marker in its on-commit hooks.
+    """What one transaction changed, tied to a marker in its connection's on-commit hooks.
 
     Django drops the on-commit hooks of a rolled-back block, so the marker is still queued
     exactly while the writes it stands for may commit; when it runs, the transaction has
-    committed and :data:`commit_hook` sends the deferred invalidations.
+    committed and the hooks added with :meth:`add_hook` do the deferred work.
     """
 
-    __slots__ = ("changed", "flushed", "generations", "inserted", "keys", "marker", "touched")
+    __slots__ = (
+        "__weakref__",
+        "block",
+        "changed",
+        "flushed",
+        "generations",
+        "hooks",
+        "inserted",
+        "keys",
+        "marker",
+        "sid",
+        "touched",
+        "wrote",
+    )
 
     def __init__(self) -> None:
         self.touched: dict[str, set[Any] | frozenset[Any]] = {}
@@ -32,12 +70,27 @@ class TxState:
         self.generations: set[str] = set()
         self.changed: dict[Any, set[Any]] = {}  # plan -> pks, for after-commit work
         self.flushed: set[Any] = set()  # plans whose generation the commit bumps
+        self.hooks: list[Hook] = []
+        self.wrote = False  # a write statement ran: fills from this connection would leak
+        # Inside a test case: the user's outermost block and its savepoint, whose release
+        # is this state's commit.
+        self.block: Any = None
+        self.sid: str | None = None
+        ref = weakref.ref(self)
 
         def marker() -> None:
-            _forget(self)
-            commit_hook(self)
+            state = ref()
+            if state is not None:
+                _forget(state)
+                for hook in state.hooks:
+                    hook(state)
 
         self.marker = marker
+
+    def add_hook(self, hook: Hook) -> None:
+        """Run ``hook(state)`` once the transaction commits (in the order added)."""
+        if hook not in self.hooks:
+            self.hooks.append(hook)
 
     def touch(self, label: str, pks: Iterable[Any] | None) -> None:
         if pks is None:
@@ -51,20 +104,35 @@ class TxState:
             rows.update(pks)
 
 
-def _noop(state: TxState) -> None:
-    pass
-
-
-#: Called with the state when its transaction commits (set by the invalidation module).
-commit_hook: Callable[[TxState], None] = _noop
-
-
 class _Local(threading.local):
     def __init__(self) -> None:
         self.states: dict[str, TxState] = {}
 
 
 _local = _Local()
+
+#: Set once a test case's atomic block has been seen in this process; until then the hit
+#: path pays nothing for test awareness.
+_testing = False
+
+
+def _test_depth(conn: BaseDatabaseWrapper) -> int:
+    """How many of the open atomic blocks a test case opened (they are the outermost)."""
+    global _testing
+    depth = 0
+    for block in conn.atomic_blocks:
+        if not getattr(block, "_from_testcase", False):
+            break
+        depth += 1
+    if depth:
+        _testing = True
+    return depth
+
+
+def in_transaction(using: str) -> bool:
+    """Whether writes on this connection wait for a commit (a test case's blocks aside)."""
+    conn = connections[using]
+    return conn.in_atomic_block and len(conn.atomic_blocks) > _test_depth(conn)
 
 
 def _forget(state: TxState) -> None:
@@ -73,22 +141,68 @@ def _forget(state: TxState) -> None:
             del _local.states[alias]
 
 
+def _queued(conn: BaseDatabaseWrapper, state: TxState) -> int | None:
+    """The index of the state's marker among the connection's on-commit hooks."""
+    for i, entry in enumerate(conn.run_on_commit):
+        if entry[1] is state.marker:
+            return i
+    return None
+
+
 def _is_live(conn: BaseDatabaseWrapper, state: TxState) -> bool:
     if not conn.in_atomic_block:
         return False
-    return any(entry[1] is state.marker for entry in conn.run_on_commit)
+    queued = _queued(conn, state)
+    if queued is None:
+        return False
+    if state.block is not None and not any(b is state.block for b in conn.atomic_blocks):
+        # A test's inner block without a savepoint ended, and was not rolled back (its
+        # marker is still queued): it committed as far as the test is concerned.
+        _run(conn, state, queued)
+        return False
+    return True
+
+
+def _run(conn: BaseDatabaseWrapper, state: TxState, index: int) -> None:
+    del conn.run_on_commit[index]
+    state.marker()
 
 
 def state_for(using: str) -> TxState | None:
-    """The open transaction's state on this connection (created on demand), or None."""
+    """The open transaction's state on this connection (created on demand), or None in
+    autocommit and while only a test case's blocks are open."""
     conn = connections[using]
     if not conn.in_atomic_block:
+        return None
+    depth = _test_depth(conn)
+    if depth == len(conn.atomic_blocks):
         return None
     state = _local.states.get(using)
     if state is None or not _is_live(conn, state):
         state = _local.states[using] = TxState()
-        conn.on_commit(state.marker, robust=True)
+        if depth:
+            state.block = conn.atomic_blocks[depth]
+            state.sid = conn.savepoint_ids[depth - 1]
+        # First in line: a hook registered earlier that raises makes Django drop the hooks
+        # after it, and the committed write must still be invalidated.
+        entry = (set(conn.savepoint_ids), state.marker, True)  # as on_commit(robust=True)
+        conn.run_on_commit.insert(0, entry)  # type: ignore[arg-type]
     return state
+
+
+def released(conn: BaseDatabaseWrapper, sql: str) -> None:
+    """A savepoint was released: if it was the user's outermost block inside a test
+    case, and that block was not rolled back, it has committed for the cache."""
+    state = _local.states.get(conn.alias)
+    if state is None or state.sid is None:
+        return
+    if sql.strip().rstrip(";") != conn.ops.savepoint_commit_sql(state.sid):
+        return
+    queued = _queued(conn, state)
+    if queued is None:  # rolled back: Django dropped the marker
+        _forget(state)
+        return
+    _run(conn, state, queued)
 
 
 def _live_states() -> Iterable[TxState]:
@@ -128,16 +242,93 @@ def has_inserted(label: str) -> bool:
 def can_fill(using: str, label: str) -> bool:
     """Whether a row read on this connection may be stored in the shared cache.
 
-    Outside a transaction, always. Inside one, only where every statement sees the latest
-    committed data (PostgreSQL at READ COMMITTED): an older snapshot could hold a row that
-    a committed writer has already invalidated, and the lease taken after that
-    invalidation would not catch it. Never for a model the transaction inserted into
-    without naming the rows: the read could see them before they commit.
+    In autocommit, and while only a test case's blocks are open, yes; under
+    ``set_autocommit(False)``, no: the connection may hold writes the app never saw.
+    Inside a transaction, only if it has run no write statement (a trigger, a
+    database-level cascade or an unparsed statement may have changed rows the app cannot
+    name, and a rollback would make the filled row false) and every statement sees the
+    latest committed data (PostgreSQL at READ COMMITTED): an older snapshot could hold a
+    row that a committed writer has already invalidated, and the lease taken after that
+    invalidation would not catch it.
     """
     conn = connections[using]
     if not conn.in_atomic_block:
+        return conn.get_autocommit()
+    if _test_depth(conn) == len(conn.atomic_blocks):
         return True
-    if has_inserted(label) or conn.vendor != "postgresql":
+    if any(state.wrote or label in state.inserted for state in _live_states()):
+        return False
+    if conn.vendor != "postgresql":
         return False
     level = getattr(conn, "isolation_level", None)
     return level is None or "READ_COMMITTED" in str(getattr(level, "name", level)).upper()
+
+
+# Test scopes: what a test filled is tagged with its innermost test block's token.
+
+_tokens: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
+#: (test block, thread, key, callback) to run once the block is gone.
+_scope_ends: list[tuple[weakref.ref[Any], int, str, Callable[[], None]]] = []
+_scope_lock = threading.Lock()
+
+
+def _innermost_test_block(conn: BaseDatabaseWrapper) -> Any:
+    depth = _test_depth(conn) if conn.in_atomic_block else 0
+    return conn.atomic_blocks[depth - 1] if depth else None
+
+
+def scope_tag(using: str, detect: bool = False) -> bytes:
+    """``b""``, or ``b"~<token>"`` while a test case's blocks are open on this connection.
+
+    Payloads carry it with their generation, so a row cached inside one test's
+    transaction is believed only inside that very block: once the test is rolled back
+    no later reader computes the same token. ``detect`` looks at the connection even
+    before any test block was seen (the fill path); the hit path relies on the flag.
+    """
+    if not (_testing or detect):
+        return b""
+    if _scope_ends:
+        sweep()
+    block = _innermost_test_block(connections[using])
+    if block is None:
+        return b""
+    try:
+        return _tokens[block]
+    except KeyError:
+        token = _tokens[block] = b"~" + os.urandom(6).hex().encode()
+        return token
+
+
+def on_scope_end(using: str, key: str, callback: Callable[[], None]) -> None:
+    """Inside a test case, run ``callback`` once the innermost test block is gone (rolled
+    back); ``key`` registers it once per block. Outside test cases, do nothing."""
+    if not _testing:
+        return
+    block = _innermost_test_block(connections[using])
+    if block is None:
+        return
+    with _scope_lock:
+        if any(ref() is block and k == key for ref, _, k, _ in _scope_ends):
+            return
+        _scope_ends.append((weakref.ref(block), threading.get_ident(), key, callback))
+
+
+def sweep() -> None:
+    """Run the callbacks of test blocks that have ended (called lazily by the cache's
+    entry points, and by ``django_cachestrat.testing`` after each test)."""
+    if not _scope_ends:
+        return
+    # Connections are per thread: only this thread's blocks can be judged here.
+    thread = threading.get_ident()
+    open_blocks = [b for conn in connections.all(initialized_only=True) for b in conn.atomic_blocks]
+    with _scope_lock:
+        ended = [
+            item
+            for item in _scope_ends
+            if item[0]() is None
+            or (item[1] == thread and not any(b is item[0]() for b in open_blocks))
+        ]
+        for item in ended:
+            _scope_ends.remove(item)
+    for *_, callback in ended:
+        callback()

@@ -15,7 +15,10 @@ from tests import celery_app  # noqa: F401 - the default Celery app: flushes go 
 
 
 @pytest.fixture(autouse=True)
-def clean_redis() -> Iterator[None]:
+def clean_redis(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("keep_redis"):  # what one test leaves, the next sees
+        yield
+        return
     client = get_redis_connection("default")
     client.flushdb()
     breaker.reset()

@@ -48,3 +48,9 @@ def test_every_setting_is_documented(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(DEFAULTS["WRITE_BEHIND"]))
 def test_every_write_behind_key_is_documented(name: str) -> None:
     assert re.search(rf"`{name}`", CONFIGURATION_DOC.read_text())
+
+
+def test_the_testing_examples_are_the_tested_code() -> None:
+    source = (ROOT / "tests" / "test_testing_helpers.py").read_text()
+    example = source.split("# docs: pytest\n")[1].split("# docs: end")[0].strip()
+    assert f"```python\n{example}\n```" in (ROOT / "docs" / "testing.md").read_text()

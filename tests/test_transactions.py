@@ -10,7 +10,7 @@ from django.db import connections, transaction
 from django_cachestrat.plan import plan_for
 from tests.factories import ProfileFactory
 from tests.helpers import count_queries
-from tests.testapp.models import Profile
+from tests.testapp.models import Profile, Tag
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,3 +128,74 @@ def test_state_does_not_leak_after_commit():
     with transaction.atomic():
         profile.save()
     assert transactions._local.states == {}
+
+
+def test_an_on_commit_hook_that_raises_does_not_drop_the_invalidation():
+    profile = ProfileFactory(age=1)
+    Profile.cached.get(pk=profile.pk)
+
+    def queue_a_task():  # as Celery's .delay() with the broker down
+        raise ConnectionError("broker unreachable")
+
+    with pytest.raises(ConnectionError), transaction.atomic():
+        transaction.on_commit(queue_a_task)  # registered before the first cached write
+        profile.age = 2
+        profile.save()
+    assert Profile.objects.get(pk=profile.pk).age == 2  # the write committed
+    assert Profile.cached.get(pk=profile.pk).age == 2
+
+
+@pytest.fixture
+def trigger():
+    """A database trigger: inserting a tag sets every profile's age to 99, a write the
+    app never sees."""
+    conn = connections["default"]
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION cs_test_tag_trigger() RETURNS trigger AS $$ BEGIN "
+            "UPDATE testapp_profile SET age = 99; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            "CREATE TRIGGER cs_test_tag AFTER INSERT ON testapp_tag "
+            "FOR EACH ROW EXECUTE FUNCTION cs_test_tag_trigger()"
+        )
+    yield
+    with conn.cursor() as cursor:
+        cursor.execute("DROP TRIGGER cs_test_tag ON testapp_tag")
+        cursor.execute("DROP FUNCTION cs_test_tag_trigger()")
+
+
+def test_a_transaction_with_unseen_writes_fills_nothing(trigger):
+    profile = ProfileFactory(age=1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Tag.objects.create(name="x")  # the trigger changes the profile inside the transaction
+        assert Profile.cached.get(pk=profile.pk).age == 99
+        raise RuntimeError("roll back")
+    assert Profile.objects.get(pk=profile.pk).age == 1
+    assert Profile.cached.get(pk=profile.pk).age == 1
+
+
+def test_manual_transactions_fill_nothing():
+    profile = ProfileFactory(age=1)
+    transaction.set_autocommit(False)
+    try:
+        Profile.objects.filter(pk=profile.pk).update(age=5)
+        assert Profile.cached.get(pk=profile.pk).age == 5
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+    assert Profile.cached.get(pk=profile.pk).age == 1
+
+
+def test_flush_inside_a_transaction_waits_for_the_commit():
+    profile = ProfileFactory(age=1)
+    Profile.cached.get(pk=profile.pk)
+    with transaction.atomic():
+        # A write the app cannot see (a raw driver cursor), then a flush by hand.
+        with connections["default"].connection.cursor() as raw:
+            raw.execute("UPDATE testapp_profile SET age = 2 WHERE id = %s", [profile.pk])
+        Profile.cached.flush()
+        assert Profile.cached.get(pk=profile.pk).age == 2  # its own writes
+        # Meanwhile another connection reads the committed row and may fill it.
+        assert in_other_thread(lambda: Profile.cached.get(pk=profile.pk).age) == 1
+    assert Profile.cached.get(pk=profile.pk).age == 2
