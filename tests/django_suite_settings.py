@@ -10,6 +10,7 @@ With ``CACHESTRAT_DJANGO_SUITE_BASELINE=1`` the app is left out: same settings, 
 databases, no django_cachestrat — the baseline the cached run is compared with.
 """
 
+import atexit
 import os
 import sys
 
@@ -25,6 +26,21 @@ if not BASELINE:
         )
     if "django_cachestrat" not in _always:
         _always.append("django_cachestrat")
+
+    def _report_reads() -> None:
+        """Append this process's cache reads to the file the script reads them from."""
+        import json
+
+        from django_cachestrat.stats import _stats
+
+        path = os.environ.get("CACHESTRAT_DJANGO_SUITE_READS")
+        if path:
+            names = ("hits", "misses", "fills", "queries_saved")
+            totals = {n: sum(getattr(s, n) for s in _stats.values()) for n in names}
+            with open(path, "a") as out:
+                out.write(json.dumps(totals) + "\n")
+
+    atexit.register(_report_reads)
 
 
 def _database(name: str) -> dict[str, object]:
