@@ -64,6 +64,13 @@ class _Sequence(threading.local):
         self.number += 1
         return self.number
 
+    def restart(self) -> None:
+        """Number under a new id from now on: the settle call of a lost reply then meets
+        no later number of this thread under the old id, so it can tell whether Redis
+        applied the increment (even if another thread sends it late)."""
+        self.client = uuid.uuid4().hex[:16]
+        self.keys = {}
+
     def key(self, stripe: StripeKeys) -> str:
         try:
             return self.keys[stripe.pending]
@@ -95,8 +102,9 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         if exc.__cause__ is not None:
             # The command may have reached Redis and run there: settle it once Redis
             # answers (undo it if it ran, else make sure it never will).
-            args = (member, by, number, SEQUENCE_KEEP_MS)
-            pending.add_call((scripts.cancel, (stripe.pending, sequence_key), args))
+            _sequence.restart()
+            keys = (stripe.pending, sequence_key, stripe.settled(sequence_key, number))
+            pending.add_call((scripts.cancel, keys, (member, by, number, SEQUENCE_KEEP_MS)))
         return
     if trigger:
         _request_flush()

@@ -245,7 +245,9 @@ def test_a_settled_increment_that_arrives_late_is_ignored(redis_client):
     sequence = stripe.sequence("client-a")
     day = 86_400_000
     # The reply was lost and the increment went to the database: settle it first...
-    assert scripts.cancel(redis_client, (stripe.pending, sequence), ("likes:1", 5, 7, day)) == 0
+    settle = (stripe.pending, sequence, stripe.settled(sequence, 7))
+    assert scripts.cancel(redis_client, settle, ("likes:1", 5, 7, day)) == 0
+    assert scripts.cancel(redis_client, settle, ("likes:1", 5, 7, day)) == 2  # settled once
     # ...then the original command reaches Redis: a duplicate, not applied.
     args = ("likes:1", 5, 1000, 1000, 7, day)
     out = scripts.incr(redis_client, (stripe.pending, stripe.throttle, sequence), args)
