@@ -14,6 +14,7 @@ from django.db import connections, router, transaction
 from django.db.models import Exists, F
 from django.db.models.functions import Greatest
 
+from . import counter_saves
 from .client import Unavailable, connection, fail_open, pending, scripts
 from .keys import StripeKeys, key_part
 from .plan import ModelPlan
@@ -194,16 +195,16 @@ def _add(
     fields = plan.options.counters
     for i, pk in enumerate(pks):
         instance = rows[pk]
-        added = {}
+        shown = {}
         for j, field in enumerate(fields):
             delta = int(pending[i * len(fields) + j] or 0)
             value = (base[pk][j] if base and pk in base else getattr(instance, field)) + delta
             if plan.is_positive(field):
                 value = max(value, 0)
             setattr(instance, field, value)
-            added[field] = (value, delta)
-        # Remembered so that save() writes the database value, not database + pending.
-        instance.__dict__["_cachestrat_pending"] = added
+            shown[plan.counter_attnames[field]] = value
+        # save() writes each counter's change relative to what is shown here.
+        counter_saves.show(instance, shown)
 
 
 def _settle(
@@ -246,25 +247,3 @@ def _database_counts(
     values = list(query.values_list("pk", *fields, "_batch_recorded"))
     applied = any(row[-1] for row in values)
     return {row[0]: tuple(row[1:-1]) for row in values}, applied
-
-
-def before_save(instance: Any, update_fields: Iterable[str] | None) -> None:
-    """A row read through ``cached`` shows database + pending; write the database part,
-    or the pending increments would be counted twice once they are flushed."""
-    _shift(instance, update_fields, -1)
-
-
-def after_save(instance: Any, update_fields: Iterable[str] | None) -> None:
-    _shift(instance, update_fields, +1)
-
-
-def _shift(instance: Any, update_fields: Iterable[str] | None, sign: int) -> None:
-    added = instance.__dict__.get("_cachestrat_pending")
-    if not added:
-        return
-    for field, (shown, delta) in added.items():
-        if update_fields is not None and field not in update_fields:
-            continue
-        # Only a value still as shown (not set by hand, not refreshed) carries pending.
-        if getattr(instance, field) == (shown - delta if sign > 0 else shown):
-            setattr(instance, field, getattr(instance, field) + sign * delta)
