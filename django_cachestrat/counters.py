@@ -27,7 +27,11 @@ logger = logging.getLogger("django_cachestrat")
 TRIGGER_THROTTLE_MS = 1000
 
 
-def _validate(plan: ModelPlan, field: Any, by: Any) -> None:
+#: Redis adds in signed 64-bit integers.
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _validate(plan: ModelPlan, field: Any, by: Any, using: str) -> None:
     name = f"{plan.model._meta.object_name}.cached.incr()"
     if field not in plan.options.counters:
         declared = ", ".join(plan.options.counters) or "none"
@@ -37,6 +41,28 @@ def _validate(plan: ModelPlan, field: Any, by: Any) -> None:
         )
     if type(by) is not int:
         raise TypeError(f"{name}: by must be an int, not {type(by).__name__} ({by!r})")
+    low, high = _bounds(plan, field, using)
+    if not low <= by <= high:
+        kind = type(plan.model._meta.get_field(field)).__name__
+        raise ValueError(
+            f"{name}: by={by} is out of range for {kind} {field!r} ({low} to {high} on "
+            f"database {using!r}): the column could never hold it"
+        )
+
+
+def _bounds(plan: ModelPlan, field: str, using: str) -> tuple[int, int]:
+    """How far one increment may move a counter: the column's range (a positive counter
+    may go down as far as it can go up)."""
+    try:
+        return plan.counter_bounds[field, using]
+    except KeyError:
+        pass
+    kind = plan.model._meta.get_field(field).get_internal_type()
+    low, high = connections[using].ops.integer_field_range(kind)
+    high = INT64[1] if high is None else min(high, INT64[1])
+    low = INT64[0] if low is None else max(low, INT64[0])
+    bounds = plan.counter_bounds[field, using] = (-high if low >= 0 else low, high)
+    return bounds
 
 
 def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
@@ -44,9 +70,9 @@ def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
 
     Inside a transaction the increment waits for the commit, so a rollback drops it.
     """
-    _validate(plan, field, by)
-    pk = plan.clean_pk(pk)
     using = router.db_for_write(plan.model)
+    _validate(plan, field, by, using)
+    pk = plan.clean_pk(pk)
     if connections[using].in_atomic_block:
         transaction.on_commit(lambda: _incr_now(plan, pk, field, by, using), using=using)
     else:
