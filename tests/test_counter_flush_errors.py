@@ -124,3 +124,34 @@ def test_flush_all_flushes_every_model_and_reports_every_error():
         assert [db_likes(pk) for pk in pks] == [1, 1]
         assert not DeadLetter.objects.exists()
         assert CounterBatch.objects.count() == 3
+
+
+def test_increments_whose_field_or_pk_no_longer_fits_are_dead_letters(redis_client):
+    """Increments left in Redis by an older deploy: a counter since removed, a pk type
+    since changed."""
+    profile = ProfileFactory()
+    Profile.cached.incr(profile.pk, "likes", by=1)
+    plan = plan_for(Profile)
+    pending = plan.keys.stripe(plan.keys.stripe_of(profile.pk, plan.stripes)).pending
+    redis_client.hincrby(pending, f"gone:{profile.pk}", 3)
+    redis_client.hincrby(pending, f"username:{profile.pk}", 4)
+    redis_client.hincrby(pending, "likes:abc", 2)
+    flush.flush_all()
+    assert db_likes(profile.pk) == 1
+    letters = {(d.field, d.pk_value, d.delta): d.reason for d in DeadLetter.objects.all()}
+    assert letters == {
+        ("gone", str(profile.pk), 3): "testapp.Profile has no field 'gone'",
+        ("username", str(profile.pk), 4): "testapp.Profile.username is not an integer field",
+        ("likes", "abc", 2): (
+            "testapp.Profile.cached: id='abc' is not a valid value for BigAutoField 'id' "
+            "(“abc” value must be an integer.)"
+        ),
+    }
+    assert not in_flight(Profile)
+
+
+def test_the_portable_flush_updates_a_counter_in_the_parent_table():
+    with override_settings(CACHESTRAT=RESTAURANT_VISITS):
+        restaurant = Restaurant.objects.create(name="Chez", visits=1)
+        flush._update_portable(plan_for(Restaurant), {restaurant.pk: {"visits": 2}}, "default")
+        assert Place.objects.get(pk=restaurant.pk).visits == 3
