@@ -30,6 +30,7 @@ SAVING = "_cachestrat_saving"
 _UID = "django_cachestrat.counter_saves"
 
 _fields: dict[type[models.Model], list[models.Field[Any, Any]]] = {}
+_attnames: dict[type[models.Model], tuple[str, ...]] = {}
 _patched_fields: list[models.Field[Any, Any]] = []
 _patched_refresh: list[tuple[type[models.Model], Any]] = []
 _MISSING = object()
@@ -49,7 +50,9 @@ def _record(instance: models.Model, fields: Iterable[models.Field[Any, Any]]) ->
 
 
 def _on_init(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
-    _record(instance, _fields.get(sender, ()))
+    # On every instance built (thousands per query): kept to one dict, checked at save().
+    loaded = instance.__dict__
+    loaded[SHOWN] = {name: loaded[name] for name in _attnames[sender] if name in loaded}
 
 
 def _on_save(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
@@ -113,6 +116,7 @@ def install(counters: dict[type[models.Model], set[str]]) -> None:
         if not fields:
             continue
         _fields[model] = fields
+        _attnames[model] = tuple(f.attname for f in fields)
         post_init.connect(_on_init, sender=model, dispatch_uid=_UID, weak=False)
         post_save.connect(_on_save, sender=model, dispatch_uid=_UID, weak=False)
         for field in fields:
@@ -129,6 +133,7 @@ def uninstall() -> None:
         post_init.disconnect(sender=model, dispatch_uid=_UID)
         post_save.disconnect(sender=model, dispatch_uid=_UID)
     _fields.clear()
+    _attnames.clear()
     for field in _patched_fields:
         field.__dict__.pop("pre_save", None)
     _patched_fields.clear()
