@@ -75,14 +75,17 @@ def _pre_save(
 ) -> Any:
     """``Field.pre_save`` of a counter: the value to write in an UPDATE is the change."""
     value = original(instance, add)
-    given = {k: v for k, v in instance.__dict__.get(SAVING, {}).items() if k != field.attname}
-    instance.__dict__[SAVING] = given
-    if add or instance._state.adding or type(value) is not int:
-        return value  # an INSERT, an instance built by hand, or an expression: as given
-    shown = instance.__dict__.get(SHOWN, {}).get(field.attname)
-    if type(shown) is not int:
-        return value  # the instance never showed a value read from the database
-    instance.__dict__[SAVING] = {**given, field.attname: value}
+    if add:
+        return value  # an INSERT (bulk_create included) writes the value
+    loaded = instance.__dict__
+    given = {k: v for k, v in loaded.pop(SAVING, {}).items() if k != field.attname}
+    shown = loaded.get(SHOWN, {}).get(field.attname)
+    if instance._state.adding or type(value) is not int or type(shown) is not int:
+        # Built by hand, an expression, or never shown a value: written as given.
+        if given:
+            loaded[SAVING] = given
+        return value
+    loaded[SAVING] = {**given, field.attname: value}
     change = value - shown
     if change == 0:
         return F(field.attname)
