@@ -155,3 +155,15 @@ def test_a_deferred_counter_shows_the_value_it_loads():
     flush.flush_all()
     row.save()
     assert db_likes(pk) == 18
+
+
+def test_a_save_invalidates_its_row_only(redis_client):
+    """On Django 6 the counter's expression makes save() add its own RETURNING clause;
+    the row is still named, not the whole model flushed."""
+    row = read_with_pending(10, 5)
+    keys = Profile.cached.plan.keys
+    generation = redis_client.get(keys.generation)
+    row.likes += 1
+    row.save()
+    assert redis_client.get(keys.row(row.pk)) is None
+    assert redis_client.get(keys.generation) == generation
