@@ -55,9 +55,9 @@ class CounterBatchAdmin(_ReadOnlyAdmin):
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(_ReadOnlyAdmin):
-    """Increments whose row was deleted before their batch was flushed."""
+    """Increments a flush could not apply (the row was deleted, the database refused them)."""
 
-    list_display = ("created_at", "model", "pk_value", "field", "delta", "batch")
+    list_display = ("created_at", "model", "pk_value", "field", "delta", "reason", "batch")
     list_filter = ("model", "field")
 
 

@@ -125,6 +125,8 @@ class CacheViews:
             messages.success(request, perform(data["action"], model, pk))
         except UNAVAILABLE as exc:
             messages.error(request, f"Redis is unavailable, nothing was done: {exc}")
+        except FlushFailed as exc:
+            messages.error(request, str(exc))
         return HttpResponseRedirect(self._next(request, data["next"], model, pk))
 
     def _next(self, request: HttpRequest, target: str, model: Any, pk: Any) -> str:
@@ -142,6 +144,10 @@ def _report(model: type[models.Model], pk: Any) -> dict[str, Any]:
         return {"redis_error": str(exc) or type(exc).__name__}
 
 
+class FlushFailed(Exception):
+    """A counter flush failed for some stripes (the others were flushed)."""
+
+
 def perform(action: str, model: type[models.Model], pk: Any) -> str:
     """Run one inspector action; returns the confirmation shown to the user."""
     label = model._meta.label_lower
@@ -151,7 +157,10 @@ def perform(action: str, model: type[models.Model], pk: Any) -> str:
     if action == "flush":
         invalidation.flush(model)
         return f"Flushed {label}: every cached row of the model now reads as a miss."
-    results = flush.flush_model(model)
+    try:
+        results = flush.flush_model(model)
+    except flush.FlushError as exc:
+        raise FlushFailed(f"Flushing the counters of {label} failed: {exc}") from exc
     rows = sum(r.rows for r in results)
     increments = sum(r.increments for r in results)
     return (

@@ -15,10 +15,11 @@ class CachestratConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import check_models, check_settings
+        from .checks import check_counters, check_models, check_settings
 
         checks.register(check_settings, checks.Tags.caches)
         checks.register(check_models, checks.Tags.models)
+        checks.register(check_counters, checks.Tags.models)
         setting_changed.connect(_on_setting_changed, dispatch_uid="django_cachestrat.settings")
         wire()
 

@@ -10,11 +10,12 @@ from django.core.checks import CheckMessage, Error
 from django.db import models
 from django.utils.module_loading import import_string
 
+from .checks_counters import check_counters
 from .checks_options import NUMBER, check_models, check_options, error, is_finite, is_type
 from .conf import DEFAULTS
 from .options import OPTION_NAMES
 
-__all__ = ["check_models", "check_settings"]
+__all__ = ["check_counters", "check_models", "check_settings"]
 
 TYPES: dict[str, tuple[type, ...]] = {
     "CACHE_ALIAS": (str,),

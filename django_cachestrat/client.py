@@ -199,9 +199,11 @@ class PendingInvalidations:
             self.waiting = False
         if not (keys or gens or calls):
             return
+        count = len(keys) + len(gens) + len(calls)
         try:
             if calls:
                 run_many(connection(), calls)
+                calls = []  # they ran: keep only the invalidations if those fail
             if keys or gens:
                 send_invalidations(keys, gens)
         except REDIS_ERRORS:
@@ -211,10 +213,7 @@ class PendingInvalidations:
                 self.calls[:0] = calls
                 self.waiting = True
             raise
-        logger.info(
-            "Replayed %d pending operations after Redis recovered",
-            len(keys) + len(gens) + len(calls),
-        )
+        logger.info("Replayed %d pending operations after Redis recovered", count)
 
     def clear(self) -> None:
         with self._lock:

@@ -11,11 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import router
+from django.db import connections, router
 from django.db.models import Exists, F
 from django.db.models.functions import Greatest
 
-from . import transactions
+from . import counter_saves, transactions
 from .client import Unavailable, connection, fail_open, pending, scripts
 from .keys import StripeKeys, key_part
 from .plan import ModelPlan
@@ -28,7 +28,11 @@ logger = logging.getLogger("django_cachestrat")
 TRIGGER_THROTTLE_MS = 1000
 
 
-def _validate(plan: ModelPlan, field: Any, by: Any) -> None:
+#: Redis adds in signed 64-bit integers.
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _validate(plan: ModelPlan, field: Any, by: Any, using: str) -> None:
     name = f"{plan.model._meta.object_name}.cached.incr()"
     if field not in plan.options.counters:
         declared = ", ".join(plan.options.counters) or "none"
@@ -38,6 +42,28 @@ def _validate(plan: ModelPlan, field: Any, by: Any) -> None:
         )
     if type(by) is not int:
         raise TypeError(f"{name}: by must be an int, not {type(by).__name__} ({by!r})")
+    low, high = _bounds(plan, field, using)
+    if not low <= by <= high:
+        kind = type(plan.model._meta.get_field(field)).__name__
+        raise ValueError(
+            f"{name}: by={by} is out of range for {kind} {field!r} ({low} to {high} on "
+            f"database {using!r}): the column could never hold it"
+        )
+
+
+def _bounds(plan: ModelPlan, field: str, using: str) -> tuple[int, int]:
+    """How far one increment may move a counter: the column's range (a positive counter
+    may go down as far as it can go up)."""
+    try:
+        return plan.counter_bounds[field, using]
+    except KeyError:
+        pass
+    kind = plan.model._meta.get_field(field).get_internal_type()
+    low, high = connections[using].ops.integer_field_range(kind)
+    high = INT64[1] if high is None else min(high, INT64[1])
+    low = INT64[0] if low is None else max(low, INT64[0])
+    bounds = plan.counter_bounds[field, using] = (-high if low >= 0 else low, high)
+    return bounds
 
 
 def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
@@ -45,9 +71,9 @@ def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
 
     Inside a transaction the increment waits for the commit, so a rollback drops it.
     """
-    _validate(plan, field, by)
-    pk = plan.clean_pk(pk)
     using = router.db_for_write(plan.model)
+    _validate(plan, field, by, using)
+    pk = plan.clean_pk(pk)
     state = transactions.state_for(using)
     if state is not None:
         state.add_hook(lambda _: _incr_now(plan, pk, field, by, using))
@@ -66,6 +92,13 @@ class _Sequence(threading.local):
     def next(self) -> int:
         self.number += 1
         return self.number
+
+    def restart(self) -> None:
+        """Number under a new id from now on: the settle call of a lost reply then meets
+        no later number of this thread under the old id, so it can tell whether Redis
+        applied the increment (even if another thread sends it late)."""
+        self.client = uuid.uuid4().hex[:16]
+        self.keys = {}
 
     def key(self, stripe: StripeKeys) -> str:
         try:
@@ -100,8 +133,9 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         if exc.__cause__ is not None:
             # The command may have reached Redis and run there: settle it once Redis
             # answers (undo it if it ran, else make sure it never will).
-            args = (member, by, number, SEQUENCE_KEEP_MS)
-            pending.add_call((scripts.cancel, (stripe.pending, sequence_key), args))
+            _sequence.restart()
+            keys = (stripe.pending, sequence_key, stripe.settled(sequence_key, number))
+            pending.add_call((scripts.cancel, keys, (member, by, number, SEQUENCE_KEEP_MS)))
         return
     if trigger:
         _request_flush()
@@ -205,16 +239,16 @@ def _add(
     fields = plan.options.counters
     for i, pk in enumerate(pks):
         instance = rows[pk]
-        added = {}
+        shown = {}
         for j, field in enumerate(fields):
             delta = int(pending[i * len(fields) + j] or 0)
             value = (base[pk][j] if base and pk in base else getattr(instance, field)) + delta
             if plan.is_positive(field):
                 value = max(value, 0)
             setattr(instance, field, value)
-            added[field] = (value, delta)
-        # Remembered so that save() writes the database value, not database + pending.
-        instance.__dict__["_cachestrat_pending"] = added
+            shown[plan.counter_attnames[field]] = value
+        # save() writes each counter's change relative to what is shown here.
+        counter_saves.show(instance, shown)
 
 
 def _settle(
@@ -257,25 +291,3 @@ def _database_counts(
     values = list(query.values_list("pk", *fields, "_batch_recorded"))
     applied = any(row[-1] for row in values)
     return {row[0]: tuple(row[1:-1]) for row in values}, applied
-
-
-def before_save(instance: Any, update_fields: Iterable[str] | None) -> None:
-    """A row read through ``cached`` shows database + pending; write the database part,
-    or the pending increments would be counted twice once they are flushed."""
-    _shift(instance, update_fields, -1)
-
-
-def after_save(instance: Any, update_fields: Iterable[str] | None) -> None:
-    _shift(instance, update_fields, +1)
-
-
-def _shift(instance: Any, update_fields: Iterable[str] | None, sign: int) -> None:
-    added = instance.__dict__.get("_cachestrat_pending")
-    if not added:
-        return
-    for field, (shown, delta) in added.items():
-        if update_fields is not None and field not in update_fields:
-            continue
-        # Only a value still as shown (not set by hand, not refreshed) carries pending.
-        if getattr(instance, field) == (shown - delta if sign > 0 else shown):
-            setattr(instance, field, getattr(instance, field) + sign * delta)

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import time
 import uuid
 from collections import defaultdict
 from typing import Any, cast
 
-from django.db import IntegrityError, connections, models, router, transaction
+from django.core.exceptions import FieldDoesNotExist
+from django.db import DataError, IntegrityError, connections, models, router, transaction
 from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from . import transactions
-from .client import connection, pending, scripts
+from .client import REDIS_ERRORS, connection, pending, scripts
 from .conf import conf
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 
-__all__ = ["BatchResult", "flush_all", "flush_model"]
+__all__ = ["BatchResult", "FlushError", "StripeError", "flush_all", "flush_model"]
+
+logger = logging.getLogger("django_cachestrat")
 
 #: Rows per UPDATE statement.
 CHUNK = 10_000
@@ -51,9 +55,46 @@ def counter_models() -> list[type[models.Model]]:
     return [m for m in cached_models() if plan_for(m).options.counters]
 
 
+@dataclasses.dataclass
+class StripeError:
+    """A stripe (or, with ``stripe=None``, a whole model) that could not be flushed."""
+
+    model: str
+    stripe: int | None
+    error: Exception
+
+    def __str__(self) -> str:
+        where = self.model if self.stripe is None else f"{self.model} stripe {self.stripe}"
+        return f"{where}: {type(self.error).__name__}: {self.error}"
+
+
+class FlushError(Exception):
+    """Some stripes could not be flushed. Every other stripe and model was: ``results``
+    holds their batches, ``errors`` one entry per failure. A batch that failed stays
+    claimed and is retried once its claim can be reclaimed."""
+
+    def __init__(self, errors: list[StripeError], results: list[BatchResult]) -> None:
+        self.errors = errors
+        self.results = results
+        listed = "; ".join(str(e).strip() for e in errors)
+        super().__init__(f"{len(errors)} write-behind flush(es) failed: {listed}")
+
+
 def flush_all() -> list[BatchResult]:
-    """Flush every stripe of every model with counters; safe to run concurrently."""
-    results = [result for model in counter_models() for result in flush_model(model)]
+    """Flush every stripe of every model with counters; safe to run concurrently.
+
+    A failure never stops the others: every model is flushed, then :class:`FlushError`
+    reports every failure."""
+    results: list[BatchResult] = []
+    errors: list[StripeError] = []
+    for model in counter_models():
+        try:
+            results += flush_model(model)
+        except FlushError as exc:
+            results += exc.results
+            errors += exc.errors
+    if errors:
+        raise FlushError(errors, results)
     forget_old_batches()
     return results
 
@@ -77,20 +118,42 @@ def forget_old_batches() -> None:
 
 
 def flush_model(model: type[models.Model]) -> list[BatchResult]:
+    """Flush every stripe of one model; a stripe that fails does not stop the others
+    (:class:`FlushError` at the end reports it), except when Redis fails: then so would
+    every other stripe."""
     plan = plan_for(model)
+    label = plan.keys.label
+    results: list[BatchResult] = []
+    errors: list[StripeError] = []
     transactions.sweep()  # a rolled-back test's increments are not flushed
-    pending.replay()  # settle increments whose reply was lost before reading any batch
-    results = []
+    try:
+        pending.replay()  # settle increments whose reply was lost before reading any batch
+    except REDIS_ERRORS as exc:
+        _failed(errors, StripeError(label, None, exc))
+        raise FlushError(errors, results) from exc
     for index in range(plan.stripes):
-        # A reclaimed batch may have increments queued behind it: take those too.
-        for _ in range(3):
-            result = flush_stripe(plan, index)
-            if result is None:
-                break
-            results.append(result)
-            if not result.reclaimed:
-                break
+        try:
+            # A reclaimed batch may have increments queued behind it: take those too.
+            for _ in range(3):
+                result = flush_stripe(plan, index)
+                if result is None:
+                    break
+                results.append(result)
+                if not result.reclaimed:
+                    break
+        except REDIS_ERRORS as exc:
+            _failed(errors, StripeError(label, index, exc))
+            break
+        except Exception as exc:  # this stripe's batch stays claimed, retried later
+            _failed(errors, StripeError(label, index, exc))
+    if errors:
+        raise FlushError(errors, results)
     return results
+
+
+def _failed(errors: list[StripeError], error: StripeError) -> None:
+    logger.error("Write-behind flush failed: %s", error, exc_info=error.error)
+    errors.append(error)
 
 
 def flush_stripe(plan: ModelPlan, index: int) -> BatchResult | None:
@@ -122,13 +185,45 @@ def acknowledge(plan: ModelPlan, index: int, batch_id: str) -> None:
     scripts.ack(connection(), (keys.claimed, keys.claim, keys.version), (batch_id,))
 
 
-def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
-    """Apply a batch in one transaction that first records its id."""
-    from .models import CounterBatch, DeadLetter
+#: Why an increment became a dead letter.
+NO_ROW = "no such row"
 
+
+def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
+    """Apply a batch in one transaction that first records its id.
+
+    An increment that cannot be applied (its row is gone, its field is no counter any
+    more, the database refuses it) is kept as a dead letter with its reason, and the
+    others are applied.
+    """
     start = time.perf_counter()
     using = router.db_for_write(plan.model)
-    rows = _by_row(plan, deltas)
+    rows, letters = _by_row(plan, deltas)
+    result.increments = sum(abs(d) for d in deltas.values())
+    try:
+        _apply(plan, result, rows, letters, using, start, isolate=False)
+    except (DataError, IntegrityError):
+        # A row the database refuses (out of its column's range, a CHECK constraint):
+        # the whole transaction was rolled back; apply again, setting the refused aside.
+        _apply(plan, result, rows, letters, using, start, isolate=True)
+
+
+Rows = dict[Any, dict[str, int]]
+Letter = tuple[str, str, int, str]  # pk text, field, delta, reason
+
+
+def _apply(
+    plan: ModelPlan,
+    result: BatchResult,
+    rows: Rows,
+    letters: list[Letter],
+    using: str,
+    start: float,
+    *,
+    isolate: bool,
+) -> None:
+    from .models import CounterBatch, DeadLetter
+
     with transaction.atomic(using=using):
         try:
             with transaction.atomic(using=using):
@@ -139,16 +234,27 @@ def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
             result.duplicate = True  # a flusher died after its commit: acknowledge only
             return
         existing = _lock_existing(plan, list(rows), using)
-        dead = [pk for pk in rows if pk not in existing]
-        DeadLetter.objects.using(using).bulk_create(
-            DeadLetter(batch=batch, model=result.model, pk_value=str(pk), field=f, delta=d)
-            for pk in dead
+        dead = list(letters)
+        dead += [
+            (str(pk), f, d, NO_ROW)
+            for pk in rows
+            if pk not in existing
             for f, d in rows[pk].items()
+        ]
+        live = {pk: dict(rows[pk]) for pk in existing if pk in rows}
+        if isolate:
+            for pk, refused in _update_isolated(plan, live, using).items():
+                dead += [(str(pk), f, live[pk].pop(f), reason) for f, reason in refused.items()]
+            live = {pk: deltas for pk, deltas in live.items() if deltas}
+        else:
+            _update(plan, live, using)
+        DeadLetter.objects.using(using).bulk_create(
+            DeadLetter(
+                batch=batch, model=result.model, pk_value=pk, field=f, delta=d, reason=why[:255]
+            )
+            for pk, f, d, why in dead
         )
-        live = {pk: rows[pk] for pk in existing if pk in rows}
-        _update(plan, live, using)
         result.rows, result.dead_letters = len(live), len(dead)
-        result.increments = sum(abs(d) for r in rows.values() for d in r.values())
         result.duration_ms = (time.perf_counter() - start) * 1000
         CounterBatch.objects.using(using).filter(id=batch.id).update(
             rows=result.rows,
@@ -158,13 +264,62 @@ def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
         )
 
 
-def _by_row(plan: ModelPlan, deltas: dict[str, int]) -> dict[Any, dict[str, int]]:
-    rows: dict[Any, dict[str, int]] = defaultdict(dict)
+def _by_row(plan: ModelPlan, deltas: dict[str, int]) -> tuple[Rows, list[Letter]]:
+    """The deltas by row, and those that name no row or counter any more."""
+    rows: Rows = defaultdict(dict)
+    letters: list[Letter] = []
     for member, delta in deltas.items():
-        field, _, pk = member.partition(":")
-        if delta:
-            rows[plan.clean_pk(pk)][field] = delta
-    return rows
+        field, _, text = member.partition(":")
+        if not delta:
+            continue
+        problem = _field_problem(plan, field)
+        try:
+            pk = plan.clean_pk(text)
+        except ValueError as exc:
+            problem = problem or str(exc)
+        if problem:
+            letters.append((text, field, delta, problem))
+        else:
+            rows[pk][field] = delta
+    return rows, letters
+
+
+def _field_problem(plan: ModelPlan, name: str) -> str | None:
+    try:
+        field = plan.model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return f"{plan.model._meta.label} has no field {name!r}"
+    if not isinstance(field, models.IntegerField) or field.primary_key:
+        return f"{plan.model._meta.label}.{name} is not an integer field"
+    return None
+
+
+def _update_isolated(plan: ModelPlan, rows: Rows, using: str) -> dict[Any, dict[str, str]]:
+    """Apply rows in savepoints, halving a part the database refuses until the refused
+    row, then counter, is found; returns ``{pk: {field: reason}}`` of the refused."""
+    refused: dict[Any, dict[str, str]] = {}
+
+    def attempt(part: Rows) -> None:
+        try:
+            with transaction.atomic(using=using):
+                _update(plan, part, using)
+        except (DataError, IntegrityError) as exc:
+            items = list(part.items())
+            if len(items) > 1:
+                attempt(dict(items[: len(items) // 2]))
+                attempt(dict(items[len(items) // 2 :]))
+                return
+            ((pk, deltas),) = items
+            if len(deltas) > 1:
+                for field, delta in deltas.items():
+                    attempt({pk: {field: delta}})
+                return
+            reason = f"refused by the database: {str(exc).splitlines()[0]}"
+            refused.setdefault(pk, {}).update(dict.fromkeys(deltas, reason))
+
+    if rows:
+        attempt(rows)
+    return refused
 
 
 def _lock_existing(plan: ModelPlan, pks: list[Any], using: str) -> set[Any]:
@@ -189,34 +344,58 @@ def _update(plan: ModelPlan, rows: dict[Any, dict[str, int]], using: str) -> Non
 def _update_postgresql(
     plan: ModelPlan, chunk: list[tuple[Any, dict[str, int]]], using: str
 ) -> None:
-    """One set-based UPDATE for every counter of every row: ``UPDATE … FROM unnest(…)``."""
+    """One set-based UPDATE per table for every counter of every row: ``UPDATE … FROM
+    unnest(…)`` (a counter inherited from a multi-table parent lives in the parent's table,
+    under the same pk value)."""
+    tables: dict[type[models.Model], list[models.Field[Any, Any]]] = defaultdict(list)
+    for name in sorted({name for _, deltas in chunk for name in deltas}):
+        field = cast("models.Field[Any, Any]", plan.model._meta.get_field(name))
+        owner = cast("type[models.Model]", field.model._meta.concrete_model)
+        tables[owner].append(field)
+    for owner, fields in tables.items():
+        _update_table(plan, owner, fields, chunk, using)
+
+
+def _update_table(
+    plan: ModelPlan,
+    owner: type[models.Model],
+    fields: list[models.Field[Any, Any]],
+    chunk: list[tuple[Any, dict[str, int]]],
+    using: str,
+) -> None:
     conn = connections[using]
     qn = conn.ops.quote_name
-    meta = plan.model._meta
-    fields = plan.options.counters
-    table = qn(meta.db_table)
-    pk_type = plan.pk_field.db_type(conn)
+    table = qn(owner._meta.db_table)
+    pk = owner._meta.pk
+    assert pk is not None
     sets = []
-    for i, name in enumerate(fields):
-        column = qn(str(getattr(meta.get_field(name), "column", name)))
+    for i, field in enumerate(fields):
+        column = qn(str(field.column))
         added = f"{table}.{column} + cs_v.cs_d{i}"
-        sets.append(f"{column} = {f'GREATEST({added}, 0)' if plan.is_positive(name) else added}")
-    arrays = ", ".join([f"%s::{pk_type}[]"] + ["%s::bigint[]"] * len(fields))
+        positive = plan.is_positive(field.name)
+        sets.append(f"{column} = {f'GREATEST({added}, 0)' if positive else added}")
+    arrays = ", ".join([f"%s::{pk.db_type(conn)}[]"] + ["%s::bigint[]"] * len(fields))
     columns = ", ".join(["cs_pk"] + [f"cs_d{i}" for i in range(len(fields))])
     sql = (
         f"UPDATE {table} SET {', '.join(sets)} FROM unnest({arrays}) AS cs_v({columns}) "
-        f"WHERE {table}.{qn(str(plan.pk_field.column))} = cs_v.cs_pk"
+        f"WHERE {table}.{qn(str(pk.column))} = cs_v.cs_pk"
     )
-    params = [[pk for pk, _ in chunk]]
-    params += [[deltas.get(name, 0) for _, deltas in chunk] for name in fields]
+    params: list[Any] = [[pk_value for pk_value, deltas in chunk if _any(deltas, fields)]]
+    params += [
+        [deltas.get(f.name, 0) for _, deltas in chunk if _any(deltas, fields)] for f in fields
+    ]
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def _any(deltas: dict[str, int], fields: list[models.Field[Any, Any]]) -> bool:
+    return any(f.name in deltas for f in fields)
 
 
 def _update_portable(plan: ModelPlan, rows: dict[Any, dict[str, int]], using: str) -> None:
     """Elsewhere: one UPDATE per counter, with a CASE over the rows of the chunk."""
     manager = plan.rows(using)
-    for name in plan.options.counters:
+    for name in sorted({name for deltas in rows.values() for name in deltas}):
         whens = [When(pk=pk, then=F(name) + d[name]) for pk, d in rows.items() if d.get(name)]
         if not whens:
             continue

@@ -8,9 +8,9 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models, router
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import post_delete, post_save
 
-from . import counters, reads, statements, transactions
+from . import counter_saves, reads, statements, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -219,13 +219,7 @@ def flush(model: type[models.Model], using: str | None = None) -> None:
     _apply([plan], using, Change(None, generations=[plan.keys.generation], flushed=True))
 
 
-def _before_save(sender: type[models.Model], instance: models.Model, **kw: Any) -> None:
-    counters.before_save(instance, kw.get("update_fields"))
-
-
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
-    if "created" in kw:  # post_save
-        counters.after_save(instance, kw.get("update_fields"))
     if statements.was_handled(sender, instance.pk):
         return  # the statement itself was seen, with its pks and lookup values
     values = {
@@ -254,13 +248,14 @@ _connected: list[type[models.Model]] = []
 def connect_receivers() -> None:
     """Connect per cached model (a global receiver would disable Django's fast deletes)."""
     disconnect_receivers()
+    counters: dict[type[models.Model], set[str]] = {}
     for model in watched_models():
         uid = f"django_cachestrat:{model._meta.label_lower}"
         post_save.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
         post_delete.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
-        if any(plan.options.counters for plan in family(model)):
-            pre_save.connect(_before_save, sender=model, dispatch_uid=uid, weak=False)
+        counters[model] = {name for plan in family(model) for name in plan.options.counters}
         _connected.append(model)
+    counter_saves.install({model: names for model, names in counters.items() if names})
 
 
 def disconnect_receivers() -> None:
@@ -268,5 +263,5 @@ def disconnect_receivers() -> None:
         uid = f"django_cachestrat:{model._meta.label_lower}"
         post_save.disconnect(sender=model, dispatch_uid=uid)
         post_delete.disconnect(sender=model, dispatch_uid=uid)
-        pre_save.disconnect(sender=model, dispatch_uid=uid)
     _connected.clear()
+    counter_saves.uninstall()

@@ -44,6 +44,11 @@ class StripeKeys(NamedTuple):
         """The last increment number one client thread sent to this stripe."""
         return f"{self.pending[: -len('pending')]}seq:{client}"
 
+    @staticmethod
+    def settled(sequence: str, number: int) -> str:
+        """Set once the increment ``number`` of that sequence has been settled."""
+        return f"{sequence}:settled:{number}"
+
 
 class KeySpace:
     """Every key of one model: ``{prefix}:{app_label}.{model}:{schema}:{{pk}}`` and friends.

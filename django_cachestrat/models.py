@@ -33,13 +33,15 @@ class CounterBatch(models.Model):
 
 
 class DeadLetter(models.Model):
-    """An increment for a row deleted before its batch was flushed."""
+    """An increment a flush could not apply (its row was deleted, the database refused it,
+    ...), kept with the reason instead of blocking the increments flushed with it."""
 
     batch = models.ForeignKey(CounterBatch, on_delete=models.CASCADE, related_name="letters")
     model = models.CharField(max_length=200)
     pk_value = models.CharField("primary key", max_length=255)
     field = models.CharField(max_length=100)
     delta = models.BigIntegerField()
+    reason = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

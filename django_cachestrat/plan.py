@@ -54,6 +54,11 @@ class ModelPlan:
             for name in self.options.counters
             if isinstance(meta.get_field(name), POSITIVE_FIELDS)
         )
+        self.counter_attnames = {
+            name: str(getattr(meta.get_field(name), "attname", name))
+            for name in self.options.counters
+        }
+        self.counter_bounds: dict[tuple[str, str], tuple[int, int]] = {}  # (field, alias)
         self.stats = stats_for(self.keys.label)
 
     def ttl_ms(self, timeout: float | None = None) -> int:

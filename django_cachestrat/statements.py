@@ -19,6 +19,7 @@ _TARGET = re.compile(
     r"""^\s*(UPDATE|DELETE\s+FROM|INSERT\s+INTO)\s+[`"\[]?([\w$]+)[`"\]]?""", re.IGNORECASE
 )
 _QUOTED = re.compile(r"""[`"]([^`"]+)[`"]""")
+_RETURNING = re.compile(r"""\s+RETURNING\s+[\w`".,\s]+$""", re.IGNORECASE)
 _KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "RELEASE")
 
 _tables: dict[str, type[models.Model]] | None = None
@@ -168,7 +169,9 @@ def _changed_rows(
         invalidation.invalidate_pks(model, returned, conn.alias, values=values)
         _mark(model, returned)
         return result
-    shaped = None if many else _pks_by_shape(sql, params, model)
+    # Django 6 adds its own RETURNING when save() writes an expression (a counter's
+    # change): the pks are then read from the WHERE clause before it.
+    shaped = None if many else _pks_by_shape(_RETURNING.sub("", sql), params, model)
     result = execute(sql, params, many, context)
     if shaped is None:
         invalidation.invalidate_unknown(model, conn.alias)

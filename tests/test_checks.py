@@ -18,7 +18,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 from django_redis.cache import RedisCache
 
-from django_cachestrat.checks import check_models, check_settings
+from django_cachestrat.checks import check_counters, check_models, check_settings
 from django_cachestrat.checks_options import _CHECKS
 from django_cachestrat.conf import DEFAULTS
 from django_cachestrat.options import OPTION_NAMES, is_cached, options_for
@@ -77,6 +77,7 @@ def cache_meta(model: type[Any], monkeypatch: pytest.MonkeyPatch, **options: Any
 def test_the_test_settings_are_valid() -> None:
     assert check_settings() == []
     assert check_models() == []
+    assert check_counters() == []
 
 
 def test_no_cachestrat_setting_is_valid(settings: Any) -> None:
@@ -596,6 +597,27 @@ def test_cache_meta_is_inherited_by_multi_table_children(
     errors = check_models()
     assert ids(errors) == ["E011", "E011"]
     assert {e.obj for e in errors} == {Place, Restaurant}
+
+
+def test_w110_a_column_counted_by_a_parent_and_its_multi_table_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache_meta(Place, monkeypatch, counters=("visits",))  # Restaurant inherits it
+    warnings = check_counters()
+    assert ids(warnings) == ["W110"]
+    assert warnings[0].obj is Restaurant
+    assert warnings[0].msg.startswith(
+        "Column testapp_place.visits is a write-behind counter of testapp.Place and "
+        "testapp.Restaurant"
+    )
+    assert "give the child a CacheMeta of its own" in (warnings[0].hint or "")
+    cache_meta(Restaurant, monkeypatch, counters=())
+    assert check_counters() == []
+
+
+def test_a_counter_of_a_multi_table_child_alone_is_no_warning() -> None:
+    with override_settings(CACHESTRAT={"MODELS": {"testapp.Restaurant": {"counters": ["visits"]}}}):
+        assert check_counters() == []
 
 
 def test_valid_cache_meta_passes(monkeypatch: pytest.MonkeyPatch) -> None:

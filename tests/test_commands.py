@@ -355,6 +355,24 @@ def test_flush_counters_json_and_progress() -> None:
     assert err.endswith("100% (1/1)\n")  # one step per model with counters
 
 
+def test_flush_counters_reports_every_failed_stripe_after_flushing_the_rest() -> None:
+    from django.db import connection
+
+    from tests.test_counter_flush_errors import FREEZE, THAW, two_stripes
+
+    pks = two_stripes()
+    for pk in pks:
+        Profile.cached.incr(pk, "likes", by=1)
+    with connection.cursor() as cursor:
+        cursor.execute(FREEZE)
+    try:
+        with pytest.raises(CommandError, match=r"2 write-behind flush\(es\) failed: .*frozen"):
+            run("cachestrat_flush_counters", "--json")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(THAW)
+
+
 def test_flush_counters_nothing_pending() -> None:
     out, _ = run("cachestrat_flush_counters")
     assert "Flushed 0 batches" in out

@@ -200,7 +200,7 @@ def test_bad_increments_raise_clear_errors(args, error, message):
         Profile.cached.incr(*args)
 
 
-def test_a_refreshed_or_reassigned_counter_is_saved_as_it_is():
+def test_a_refreshed_or_reassigned_counter_is_saved_as_a_change_from_what_was_shown():
     profile = ProfileFactory(likes=1)
     Profile.cached.incr(profile.pk, "likes", by=4)
     row = Profile.cached.get(pk=profile.pk)
@@ -209,11 +209,12 @@ def test_a_refreshed_or_reassigned_counter_is_saved_as_it_is():
     row.save()
     assert db_likes(profile.pk) == 1
     row = Profile.cached.get(pk=profile.pk)
-    row.likes = 10  # set by hand: written as given
+    assert row.likes == 5
+    row.likes = 10  # set by hand: +5 from what the row showed
     row.save()
-    assert db_likes(profile.pk) == 10
+    assert db_likes(profile.pk) == 6
     flush.flush_all()
-    assert db_likes(profile.pk) == 14
+    assert db_likes(profile.pk) == 10
 
 
 def test_the_portable_flush_handles_positive_counters():
@@ -245,7 +246,9 @@ def test_a_settled_increment_that_arrives_late_is_ignored(redis_client):
     sequence = stripe.sequence("client-a")
     day = 86_400_000
     # The reply was lost and the increment went to the database: settle it first...
-    assert scripts.cancel(redis_client, (stripe.pending, sequence), ("likes:1", 5, 7, day)) == 0
+    settle = (stripe.pending, sequence, stripe.settled(sequence, 7))
+    assert scripts.cancel(redis_client, settle, ("likes:1", 5, 7, day)) == 0
+    assert scripts.cancel(redis_client, settle, ("likes:1", 5, 7, day)) == 2  # settled once
     # ...then the original command reaches Redis: a duplicate, not applied.
     args = ("likes:1", 5, 1000, 1000, 7, day)
     out = scripts.incr(redis_client, (stripe.pending, stripe.throttle, sequence), args)

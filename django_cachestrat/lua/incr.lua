@@ -17,8 +17,10 @@ local last = tonumber(redis.call("GET", sequence_key) or "0")
 if sequence <= last then
   return {-1, 0}
 end
-redis.call("SET", sequence_key, sequence, "PX", keep_ms)
+-- NOTE: HINCRBY first: if it fails (the sum would pass 64 bits), the number is not
+-- recorded either, so the settle call knows the increment was not applied.
 redis.call("HINCRBY", pending_key, field, by)
+redis.call("SET", sequence_key, sequence, "PX", keep_ms)
 local size = redis.call("HLEN", pending_key)
 -- NOTE: the throttle key makes one caller per second trigger the flush, not every caller
 -- past the threshold.

@@ -64,6 +64,7 @@ class Item(CacheAsideMixin, models.Model):
 
 class Place(CacheAsideMixin, models.Model):
     name = models.CharField(max_length=50)
+    visits = models.IntegerField(default=0)
 
 
 class Restaurant(Place):

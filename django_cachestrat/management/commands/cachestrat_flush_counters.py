@@ -10,7 +10,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models
 
-from django_cachestrat.flush import BatchResult, counter_models, flush_model, forget_old_batches
+from django_cachestrat.flush import (
+    BatchResult,
+    FlushError,
+    StripeError,
+    counter_models,
+    flush_model,
+    forget_old_batches,
+)
 
 from ._common import Progress, add_progress_arguments, cached_model, redis_guard
 
@@ -40,14 +47,18 @@ class Command(BaseCommand):
         named = [_counter_model(label) for label in options["models"]]
         started = time.perf_counter()
         with redis_guard("flush the counters"):
-            results = self._flush(
+            results, errors = self._flush(
                 list(dict.fromkeys(named)) or counter_models(), options["progress"]
             )
-        if not named:
+        if not (named or errors):
             forget_old_batches()  # as the periodic flush of every model does
         elapsed_ms = (time.perf_counter() - started) * 1000
         if options["json"]:
-            self.stdout.write(json.dumps(_report(results, elapsed_ms), indent=2))
+            report = _report(results, elapsed_ms)
+            report["errors"] = [str(error) for error in errors]
+            self.stdout.write(json.dumps(report, indent=2))
+            if errors:
+                raise CommandError(str(FlushError(errors, results)))
             return
         for r in results:
             note = " (already applied: acknowledged)" if r.duplicate else ""
@@ -57,15 +68,25 @@ class Command(BaseCommand):
                 f"{r.dead_letters} dead letters in {r.duration_ms:.1f} ms{note}"
             )
         self.stdout.write(self.style.SUCCESS(_summary(_report(results, elapsed_ms))))
+        if errors:
+            raise CommandError(str(FlushError(errors, results)))
 
-    def _flush(self, targets: list[type[models.Model]], show: bool | None) -> list[BatchResult]:
+    def _flush(
+        self, targets: list[type[models.Model]], show: bool | None
+    ) -> tuple[list[BatchResult], list[StripeError]]:
+        """Flush every model, even after one fails; return the batches and the failures."""
         progress = Progress(self.stderr, len(targets), "Flushing", show)
-        results = []
+        results: list[BatchResult] = []
+        errors: list[StripeError] = []
         for model in targets:
-            results += flush_model(model)
+            try:
+                results += flush_model(model)
+            except FlushError as exc:
+                results += exc.results
+                errors += exc.errors
             progress.advance()
         progress.close()
-        return results
+        return results, errors
 
 
 def _counter_model(label: str) -> type[models.Model]:
