@@ -7,11 +7,12 @@ from typing import Any, cast
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
+from django.db.models.functions import Cast
 
 from .conf import conf
 from .keys import KeySpace
 from .options import ModelOptions, options_for
-from .serializers import Codec
+from .serializers import Codec, json_text_name
 from .stats import stats_for
 
 __all__ = ["ModelPlan", "plan_for", "reset_plans"]
@@ -66,6 +67,16 @@ class ModelPlan:
         """Every row of the table, whatever the model's managers filter: a row is cached
         by pk, once for every manager and proxy that reads it."""
         return models.QuerySet(self.model, using=using)
+
+    def fill_rows(self, using: str) -> models.QuerySet[models.Model]:
+        """:meth:`rows`, plus the database's own text of every JSON field, which the codec
+        stores: a hit then decodes exactly what a database read decodes."""
+        rows = self.rows(using)
+        texts = {
+            json_text_name(f.attname): Cast(f.name, models.TextField())
+            for _, f in self.codec.json_fields
+        }
+        return rows.annotate(**texts) if texts else rows
 
     def is_positive(self, counter: str) -> bool:
         """Whether a counter never goes below zero (a Positive*IntegerField)."""
