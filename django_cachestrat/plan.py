@@ -15,13 +15,22 @@ from .options import ModelOptions, options_for
 from .serializers import Codec, json_text_name
 from .stats import stats_for
 
-__all__ = ["ModelPlan", "plan_for", "reset_plans"]
+__all__ = ["ModelPlan", "has_collation", "plan_for", "reset_plans"]
 
 POSITIVE_FIELDS = (
     models.PositiveIntegerField,
     models.PositiveBigIntegerField,
     models.PositiveSmallIntegerField,
 )
+
+
+def has_collation(field: Any) -> bool:
+    """Whether the database compares the field's values under a collation of its own
+    (``db_collation``), which may find equal what the cache keys apart: "ABC" and "abc"
+    under a case-insensitive one. Whether it is deterministic cannot be told from the
+    model, so any collation counts."""
+    target = getattr(field, "target_field", None) if field.is_relation else None
+    return bool(getattr(target or field, "db_collation", None))
 
 
 class ModelPlan:
@@ -39,6 +48,11 @@ class ModelPlan:
             name: cast("models.Field[Any, Any]", meta.get_field(name))
             for name in self.options.lookups
         }
+        # Compared under a collation of their own: read from the database, never cached.
+        self.pk_inexact = has_collation(meta.pk)
+        self.inexact_lookups = frozenset(
+            name for name, field in self.lookup_fields.items() if has_collation(field)
+        )
         self.does_not_exist: type[ObjectDoesNotExist] = model.DoesNotExist  # type: ignore[attr-defined]
         timeout = self.options.timeout
         self.timeout = conf.TIMEOUT if timeout is None else float(timeout)

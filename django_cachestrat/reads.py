@@ -103,7 +103,7 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
         return _one(plan, pk, get_many(plan, [pk]))
     using = router.db_for_read(plan.model)
     label = plan.keys.label
-    if is_touched(label, pk):
+    if plan.pk_inexact or is_touched(label, pk):  # pk_inexact: see plan.has_collation
         return _db_get(plan, pk, using)
     key = plan.keys.row(pk)
     try:
@@ -143,7 +143,7 @@ def _rows(
     using = router.db_for_read(plan.model)
     label = plan.keys.label
     result: dict[Any, models.Model] = {}
-    bypass = {pk for pk in clean if is_touched(label, pk)}
+    bypass = set(clean) if plan.pk_inexact else {pk for pk in clean if is_touched(label, pk)}
     if bypass:
         result.update(_db_rows(plan, list(bypass), using))
         clean = [pk for pk in clean if pk not in bypass]

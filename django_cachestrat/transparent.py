@@ -16,9 +16,9 @@ from django.db.models.query import ModelIterable
 
 from . import lookups, reads
 from .options import is_cached, options_for
-from .plan import plan_for
+from .plan import has_collation, plan_for
 
-__all__ = ["install", "uninstall"]
+__all__ = ["install", "overrides_get", "uninstall"]
 
 #: True while a transparent ``get`` is on the cache path. Its own database reads go through
 #: the model's base manager, which may be this very manager (``Meta.base_manager_name``):
@@ -100,6 +100,8 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
     else:
         return None
     field = plan.pk_field if lookup == "pk" else plan.lookup_fields[lookup]
+    if has_collation(field):
+        return None  # the database may find equal what the cache keys apart
     if isinstance(value, models.Model):
         # The ORM takes an instance only for a relation to its model, and compares the
         # relation's target field; any other instance it rejects with its own error.
@@ -155,10 +157,20 @@ def install() -> None:
             continue
         for manager in model._meta.managers:
             original = manager._queryset_class  # type: ignore[attr-defined]
-            if issubclass(original, TransparentQuerySetMixin):
+            # A queryset's own get() (soft delete, tenancy) must keep its say: such a
+            # manager is left as it is (check W121).
+            if issubclass(original, TransparentQuerySetMixin) or overrides_get(original):
                 continue
             manager._queryset_class = _transparent(original)  # type: ignore[attr-defined]
             _patched[manager] = original
+
+
+def overrides_get(queryset_class: type[Any]) -> bool:
+    """Whether a queryset class defines a ``get()`` of its own, above ``QuerySet``'s."""
+    for klass in queryset_class.__mro__:
+        if klass is not TransparentQuerySetMixin and "get" in vars(klass):
+            return klass is not models.QuerySet
+    return False
 
 
 def uninstall() -> None:

@@ -15,7 +15,7 @@ CHECKS_DOC = ROOT / "docs" / "checks.md"
 CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
 
 CHECKS_TEXT = "".join(path.read_text() for path in CHECKS_SOURCES)
-CHECK_IDS = sorted(set(re.findall(r'"([EW]0\d\d)"', CHECKS_TEXT)))
+CHECK_IDS = sorted(set(re.findall(r'"(?:django_cachestrat\.)?([EW]\d\d\d)"', CHECKS_TEXT)))
 
 
 def headings(path: Path) -> list[str]:
@@ -34,7 +34,7 @@ def test_every_check_id_is_documented(check_id: str) -> None:
 
 
 def test_each_check_id_has_one_section_and_no_section_names_an_unknown_id() -> None:
-    pattern = r"django_cachestrat\.([EW]0\d\d) "
+    pattern = r"django_cachestrat\.([EW]\d\d\d) "
     documented = [m.group(1) for h in headings(CHECKS_DOC) if (m := re.match(pattern, h))]
     assert sorted(documented) == CHECK_IDS
 
