@@ -69,6 +69,7 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
                 pending.replay(wait=False)
             result = func(*args, **kwargs)
         except REDIS_ERRORS as exc:
+            pending.expect_records()
             tripped = breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
             redis_stats = stats_for(REDIS_LABEL)
             redis_stats.redis_errors += 1
@@ -162,7 +163,8 @@ class PendingInvalidations:
 
     Each one is also recorded in the database (``durable.py``), so that a process that
     exits before Redis answers leaves them to the others. A process replays the database's
-    records at its first Redis call, and again after each outage it saw.
+    records at its first Redis call, and at its first call that reaches Redis after any
+    Redis error it met.
 
     Bounded: past ``LIMIT`` keys the affected models are flushed instead (one INCR each).
     """
@@ -196,6 +198,12 @@ class PendingInvalidations:
         from . import durable  # the models module needs the app registry
 
         durable.record(keys, generations)
+
+    def expect_records(self) -> None:
+        """Redis failed: other processes may record deletes they cannot send meanwhile,
+        so the first call that reaches Redis again replays the database's records."""
+        with self._lock:
+            self.durable = self.waiting = True
 
     def add_call(self, call: Call) -> None:
         with self._lock:

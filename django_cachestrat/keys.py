@@ -58,8 +58,8 @@ def _datetime_text(value: datetime.datetime) -> str:
     if timezone.is_naive(value):
         if not settings.USE_TZ:
             return value.isoformat()
-        # What DateTimeField.get_prep_value compares: naive means the current time zone.
-        value = timezone.make_aware(value, timezone.get_current_timezone())
+        # What DateTimeField.get_prep_value compares: naive means the default time zone.
+        value = timezone.make_aware(value, timezone.get_default_timezone())
     return value.astimezone(datetime.UTC).isoformat()
 
 

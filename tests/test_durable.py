@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -133,3 +134,27 @@ def test_the_process_that_missed_the_invalidation_replays_every_record(durable_r
     durable_redis.start()
     assert Team.cached.get(pk=team.pk).name == "after"
     assert not PendingInvalidation.objects.exists() and not pending
+
+
+def test_past_the_limit_the_record_flushes_the_model(durable_redis, monkeypatch):
+    monkeypatch.setattr(type(pending), "LIMIT", 1)
+    teams = [TeamFactory(name="before") for _ in range(3)]
+    durable_redis.stop()
+    for team in teams:
+        Team.objects.filter(pk=team.pk).update(name="after")
+    records = list(PendingInvalidation.objects.values_list("keys", "generations"))
+    assert len(records) == 3
+    assert records[0][0] and not records[-1][0]  # keys first, then the model's generation
+    assert plan_for(Team).keys.generation in records[-1][1]
+
+
+def test_a_running_process_that_saw_the_outage_replays_what_a_dead_one_left(durable_redis):
+    team = TeamFactory(name="before")
+    Team.cached.get(pk=team.pk)
+    durable_redis.stop()
+    Team.cached.get(pk=team.pk)  # this process meets the outage on a read
+    child("write", team.pk, durable_redis)
+    durable_redis.start()
+    time.sleep(0.1)
+    assert Team.cached.get(pk=team.pk).name == "after"
+    assert not PendingInvalidation.objects.exists()

@@ -24,7 +24,7 @@ PLUS_TWO = datetime.timezone(datetime.timedelta(hours=2))
         (
             datetime.datetime(2026, 1, 1, 8, tzinfo=UTC),
             datetime.datetime(2026, 1, 1, 10, tzinfo=PLUS_TWO),
-            datetime.datetime(2026, 1, 1, 8),  # naive: the current time zone, UTC in the tests
+            datetime.datetime(2026, 1, 1, 8),  # naive: the default time zone, UTC in the tests
         ),
         (decimal.Decimal("1.0"), decimal.Decimal("1.00"), decimal.Decimal("1")),
         (decimal.Decimal("100"), decimal.Decimal("1E+2")),
