@@ -66,9 +66,10 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             raise Unavailable("circuit breaker open")
         try:
             if pending.waiting:  # deletes that missed Redis go first, before any read
-                pending.replay()
+                pending.replay(wait=False)
             result = func(*args, **kwargs)
         except REDIS_ERRORS as exc:
+            pending.expect_records()
             tripped = breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
             redis_stats = stats_for(REDIS_LABEL)
             redis_stats.redis_errors += 1
@@ -160,6 +161,11 @@ def send_invalidations(keys: Iterable[str], generations: Iterable[str]) -> None:
 class PendingInvalidations:
     """Deletes that could not reach Redis, replayed once it answers again.
 
+    Each one is also recorded in the database (``durable.py``), so that a process that
+    exits before Redis answers leaves them to the others. A process replays the database's
+    records at its first Redis call, and at its first call that reaches Redis after any
+    Redis error it met.
+
     Bounded: past ``LIMIT`` keys the affected models are flushed instead (one INCR each).
     """
 
@@ -167,21 +173,37 @@ class PendingInvalidations:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Held while a replay is on its way to Redis: until Redis has acknowledged the
+        # deletes, no other thread may read the cache (it would see the old rows).
+        self._replaying = threading.Lock()
         self.keys: set[str] = set()
         self.generations: set[str] = set()
         self.calls: list[Call] = []  # script calls to settle write-behind increments
-        self.waiting = False  # read without the lock on every Redis call
+        self.durable = True  # the database's records are still to be replayed
+        self.waiting = True  # read without the lock on every Redis call
 
     def add(self, keys: Iterable[str], generations: Iterable[str], fallback: Iterable[str]) -> None:
         """Keep keys to delete and generations to bump; ``fallback`` generations stand in
         for the keys once too many are pending."""
+        keys, generations = list(keys), list(generations)
         with self._lock:
             self.generations.update(generations)
             if len(self.keys) < self.LIMIT:
                 self.keys.update(keys)
             else:
+                generations += fallback
+                keys = []
                 self.generations.update(fallback)
-            self.waiting = True
+            self.durable = self.waiting = True
+        from . import durable  # the models module needs the app registry
+
+        durable.record(keys, generations)
+
+    def expect_records(self) -> None:
+        """Redis failed: other processes may record deletes they cannot send meanwhile,
+        so the first call that reaches Redis again replays the database's records."""
+        with self._lock:
+            self.durable = self.waiting = True
 
     def add_call(self, call: Call) -> None:
         with self._lock:
@@ -191,14 +213,23 @@ class PendingInvalidations:
     def __bool__(self) -> bool:
         return bool(self.keys or self.generations or self.calls)
 
-    def replay(self) -> None:
-        """Send what is pending; on a Redis error keep it all and let the error rise."""
+    def replay(self, wait: bool = True) -> None:
+        """Send what is pending; on a Redis error keep it all and let the error rise.
+
+        While another thread replays, ``wait=False`` raises :class:`Unavailable` at once
+        (the caller reads the database) instead of waiting for Redis.
+        """
+        if not self._replaying.acquire(blocking=wait):
+            raise Unavailable("missed invalidations are being replayed")
+        try:
+            self._replay()
+        finally:
+            self._replaying.release()
+
+    def _replay(self) -> None:
         with self._lock:
-            keys, gens, calls = self.keys, self.generations, self.calls
-            self.keys, self.generations, self.calls = set(), set(), []
-            self.waiting = False
-        if not (keys or gens or calls):
-            return
+            keys, gens, calls, durable = self.keys, self.generations, self.calls, self.durable
+            self.keys, self.generations, self.calls, self.durable = set(), set(), [], False
         count = len(keys) + len(gens) + len(calls)
         try:
             if calls:
@@ -206,18 +237,26 @@ class PendingInvalidations:
                 calls = []  # they ran: keep only the invalidations if those fail
             if keys or gens:
                 send_invalidations(keys, gens)
+            if durable:
+                from . import durable as records
+
+                records.replay()
         except REDIS_ERRORS:
             with self._lock:  # still down: keep them for the next call
                 self.keys |= keys
                 self.generations |= gens
                 self.calls[:0] = calls
-                self.waiting = True
+                self.durable |= durable
             raise
-        logger.info("Replayed %d pending operations after Redis recovered", count)
+        with self._lock:  # only now may other threads read: the deletes have landed
+            self.waiting = bool(self) or self.durable
+        if count:
+            logger.info("Replayed %d pending operations after Redis recovered", count)
 
     def clear(self) -> None:
         with self._lock:
-            self.keys, self.generations, self.calls, self.waiting = set(), set(), [], False
+            self.keys, self.generations, self.calls = set(), set(), []
+            self.durable = self.waiting = False
 
 
 pending = PendingInvalidations()

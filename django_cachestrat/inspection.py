@@ -35,7 +35,10 @@ STATE_TEXT: dict[State, str] = {
     "pointer": "Pointer to a row, served to reads.",
     "old_generation": "Filled before the model was last flushed: reads as a miss.",
     "old_absence": "“No such row” from before an insert: reads as a miss.",
-    "corrupt": "Unreadable: reads as a miss, and the read removes it.",
+    "corrupt": (
+        "Unreadable (corrupt, or written by a release with another schema): reads as a miss, "
+        "and the read removes it."
+    ),
 }
 
 #: Characters of a value shown on the page.

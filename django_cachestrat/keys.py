@@ -1,22 +1,27 @@
-"""Redis key layout: namespace, schema hash and hash tags."""
+"""Redis key layout: namespace, canonical value text and hash tags; the schema hash."""
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import uuid
 import zlib
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 __all__ = ["KeySpace", "StripeKeys", "key_part", "schema_hash"]
 
 #: Bumped when the payload format changes, so old payloads are never decoded.
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 
 
 def schema_hash(model: type[models.Model]) -> str:
-    """A short hash of the concrete fields: a migration changes every key of the model."""
+    """A short hash of the concrete fields, carried in every payload: after a migration,
+    a payload written by the other release reads as a miss."""
     parts = [FORMAT_VERSION]
     for field in model._meta.concrete_fields:
         kind = f"{type(field).__module__}.{type(field).__qualname__}"
@@ -25,10 +30,37 @@ def schema_hash(model: type[models.Model]) -> str:
 
 
 def key_part(value: Any) -> str:
-    """The text of a pk or lookup value inside a key (normalised by the caller)."""
+    """The text of a pk or lookup value inside a key (``to_python``-cleaned by the caller).
+
+    One text per value the database finds equal, and never one for two values: an equal
+    datetime in another time zone or a Decimal with more zeros names the same key, so a
+    write that names the row deletes what a reader cached. None names no key at all: a
+    lookup of NULL is the database's to answer (``IS NULL``, possibly many rows).
+    """
+    if value is None:
+        raise ValueError("None names no cache key; read NULL lookups from the database")
     if isinstance(value, uuid.UUID):
         return value.hex
+    if isinstance(value, datetime.datetime):
+        return _datetime_text(value)
+    if isinstance(value, decimal.Decimal):
+        # NOTE: normalize() drops trailing zeros (1.00 -> 1) but may use an exponent
+        # (100 -> 1E+2): "f" spells it out; a zero of any sign or exponent is "0".
+        return "0" if value.is_zero() else format(value.normalize(), "f")
+    if isinstance(value, float):
+        return repr(value + 0.0)  # -0.0 + 0.0 is 0.0: one key for the two zeros
+    # int, str, bool, date, time: str() is already canonical, and pks (ints, text) keep
+    # the text that write-behind stripe members are built from.
     return str(value)
+
+
+def _datetime_text(value: datetime.datetime) -> str:
+    if timezone.is_naive(value):
+        if not settings.USE_TZ:
+            return value.isoformat()
+        # What DateTimeField.get_prep_value compares: naive means the default time zone.
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value.astimezone(datetime.UTC).isoformat()
 
 
 class StripeKeys(NamedTuple):
@@ -51,10 +83,14 @@ class StripeKeys(NamedTuple):
 
 
 class KeySpace:
-    """Every key of one model: ``{prefix}:{app_label}.{model}:{schema}:{{pk}}`` and friends.
+    """Every key of one model: ``{prefix}:{app_label}.{model}:{{pk}}`` and friends.
 
     The ``{...}`` hash tag holds only the pk (or lookup value), so a row, its lease and its
     lookup's lease live in one Redis Cluster slot and every Lua script stays single-slot.
+
+    NOTE: keys carry no schema hash. While two releases run side by side across a
+    migration, a row has one key for both, so a write made by either release deletes
+    what readers of the other one cached; the payload names its schema instead.
     """
 
     __slots__ = ("_stripes", "absent", "base", "generation", "label", "namespace")
@@ -64,7 +100,7 @@ class KeySpace:
         assert concrete is not None
         self.label = concrete._meta.label_lower
         self.namespace = f"{prefix}:{self.label}:"
-        self.base = f"{self.namespace}{schema_hash(concrete)}:"
+        self.base = self.namespace
         # Flushing a model bumps this counter; payloads carry the generation they were
         # filled under, so a flush is one INCR and old payloads read as misses.
         self.generation = f"{self.namespace}gen"
@@ -87,7 +123,7 @@ class KeySpace:
         try:
             return self._stripes[index]
         except KeyError:
-            # Counters outlive deploys, so these keys carry no schema hash.
+            # Counters outlive deploys: like every key, these carry no schema hash.
             base = f"{self.namespace}wb:{{{self.label}:{index}}}:"
             keys = self._stripes[index] = StripeKeys(*(base + n for n in StripeKeys._fields))
             return keys

@@ -30,7 +30,9 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
     field = plan.lookup_fields[name]
     value = plan.clean(field, value)
     using = router.db_for_read(plan.model)
-    if is_model_touched(plan.keys.label):
+    # NULL is matched by IS NULL, by any number of rows; under a collation the database
+    # may find equal what a key tells apart: the database answers both.
+    if value is None or name in plan.inexact_lookups or is_model_touched(plan.keys.label):
         return _db_lookup(plan, name, value, using)
     key = plan.keys.lookup(name, value)
     try:

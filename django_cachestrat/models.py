@@ -1,10 +1,10 @@
-"""The app's own tables: write-behind batches applied, and increments whose row was gone."""
+"""The app's own tables: write-behind batches, increments whose row was gone, missed deletes."""
 
 from __future__ import annotations
 
 from django.db import models
 
-__all__ = ["CounterBatch", "DeadLetter"]
+__all__ = ["CounterBatch", "DeadLetter", "PendingInvalidation"]
 
 
 class CounterBatch(models.Model):
@@ -50,3 +50,23 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}#{self.pk_value}.{self.field} {self.delta:+d}"
+
+
+class PendingInvalidation(models.Model):
+    """Deletes and generation bumps that Redis could not take when a write committed.
+
+    Kept in the database, not only in the memory of the process that made the write, so
+    that any process replays them once Redis answers, even after that process has exited.
+    Replaying is idempotent (a DEL twice, or one more INCR of a generation, is harmless).
+    """
+
+    keys = models.JSONField(default=list)
+    generations = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        verbose_name = "missed invalidation"
+
+    def __str__(self) -> str:
+        return f"{len(self.keys)} keys, {len(self.generations)} generations"

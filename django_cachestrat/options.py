@@ -61,6 +61,8 @@ def is_cached(model: type[models.Model]) -> bool:
     concrete = model._meta.concrete_model or model
     if getattr(concrete._meta, "is_composite_pk", False):
         return False
+    if concrete._meta.label_lower == "django_cachestrat.pendinginvalidation":
+        return False  # written when Redis is down: caching it would loop on itself
     return is_mixin_model(concrete) or settings_options(concrete) is not None
 
 

@@ -7,20 +7,30 @@ from typing import Any, cast
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
+from django.db.models.functions import Cast
 
 from .conf import conf
 from .keys import KeySpace
 from .options import ModelOptions, options_for
-from .serializers import Codec
+from .serializers import Codec, json_text_name
 from .stats import stats_for
 
-__all__ = ["ModelPlan", "plan_for", "reset_plans"]
+__all__ = ["ModelPlan", "has_collation", "plan_for", "reset_plans"]
 
 POSITIVE_FIELDS = (
     models.PositiveIntegerField,
     models.PositiveBigIntegerField,
     models.PositiveSmallIntegerField,
 )
+
+
+def has_collation(field: Any) -> bool:
+    """Whether the database compares the field's values under a collation of its own
+    (``db_collation``), which may find equal what the cache keys apart: "ABC" and "abc"
+    under a case-insensitive one. Whether it is deterministic cannot be told from the
+    model, so any collation counts."""
+    target = getattr(field, "target_field", None) if field.is_relation else None
+    return bool(getattr(target or field, "db_collation", None))
 
 
 class ModelPlan:
@@ -38,6 +48,11 @@ class ModelPlan:
             name: cast("models.Field[Any, Any]", meta.get_field(name))
             for name in self.options.lookups
         }
+        # Compared under a collation of their own: read from the database, never cached.
+        self.pk_inexact = has_collation(meta.pk)
+        self.inexact_lookups = frozenset(
+            name for name, field in self.lookup_fields.items() if has_collation(field)
+        )
         self.does_not_exist: type[ObjectDoesNotExist] = model.DoesNotExist  # type: ignore[attr-defined]
         timeout = self.options.timeout
         self.timeout = conf.TIMEOUT if timeout is None else float(timeout)
@@ -71,6 +86,16 @@ class ModelPlan:
         """Every row of the table, whatever the model's managers filter: a row is cached
         by pk, once for every manager and proxy that reads it."""
         return models.QuerySet(self.model, using=using)
+
+    def fill_rows(self, using: str) -> models.QuerySet[models.Model]:
+        """:meth:`rows`, plus the database's own text of every JSON field, which the codec
+        stores: a hit then decodes exactly what a database read decodes."""
+        rows = self.rows(using)
+        texts = {
+            json_text_name(f.attname): Cast(f.name, models.TextField())
+            for _, f in self.codec.json_fields
+        }
+        return rows.annotate(**texts) if texts else rows
 
     def is_positive(self, counter: str) -> bool:
         """Whether a counter never goes below zero (a Positive*IntegerField)."""

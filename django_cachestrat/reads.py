@@ -105,11 +105,13 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
     """The row with this pk, from Redis when possible; raises ``DoesNotExist``."""
     started = time.perf_counter()
     pk = plan.clean_pk(pk)
+    if pk is None:  # no row has a NULL pk, and None names no key
+        raise plan.does_not_exist(_not_found(plan, "pk", pk))
     if plan.options.counters:  # rows with write-behind counters take the batch path
         return _one(plan, pk, get_many(plan, [pk]))
     using = router.db_for_read(plan.model)
     label = plan.keys.label
-    if is_touched(label, pk):
+    if plan.pk_inexact or is_touched(label, pk):  # pk_inexact: see plan.has_collation
         return _db_get(plan, pk, using)
     key = plan.keys.row(pk)
     try:
@@ -135,6 +137,7 @@ def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
     """``{pk: instance}`` for the rows that exist, in one Redis round trip when all hit."""
     started = time.perf_counter()
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
+    clean = [pk for pk in clean if pk is not None]  # no row has a NULL pk
     result = _rows(plan, clean, started)
     if plan.options.counters:
         counters.overlay(plan, result[0], result[1])
@@ -148,7 +151,7 @@ def _rows(
     using = router.db_for_read(plan.model)
     label = plan.keys.label
     result: dict[Any, models.Model] = {}
-    bypass = {pk for pk in clean if is_touched(label, pk)}
+    bypass = set(clean) if plan.pk_inexact else {pk for pk in clean if is_touched(label, pk)}
     if bypass:
         result.update(_db_rows(plan, list(bypass), using))
         clean = [pk for pk in clean if pk not in bypass]
@@ -241,7 +244,7 @@ def _resolve_rows(
 
     def load(pks: list[Any]) -> Loaded:
         start = time.perf_counter()
-        rows = _db_rows(plan, pks, using)
+        rows = {obj.pk: obj for obj in plan.fill_rows(using).filter(pk__in=pks)}
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
         per_row_us = spent_us // len(pks)  # what recomputing one row costs, for XFetch

@@ -12,15 +12,18 @@ from typing import Any
 import msgpack
 from django.db import models
 
-__all__ = ["ABSENT", "POINTER", "ROW", "Codec", "CorruptPayload", "Payload"]
+from .keys import schema_hash
 
-# Payload kinds. The header is [kind, generation, recompute_us, expires_ms]: the time the
-# database read took and when the entry expires feed early refresh. Odd constants make a
-# foreign msgpack list very unlikely to pass for one of ours.
+__all__ = ["ABSENT", "POINTER", "ROW", "Codec", "CorruptPayload", "Payload", "json_text_name"]
+
+# Payload kinds. The header is [kind, schema, generation, recompute_us, expires_ms]: the
+# schema hash of the release that wrote it (another release's payload is a miss), and the
+# time the database read took and when the entry expires, for early refresh. Odd constants
+# make a foreign msgpack list very unlikely to pass for one of ours.
 ROW = 0xC51
 ABSENT = 0xC52
 POINTER = 0xC53
-HEADER = 4
+HEADER = 5
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -37,7 +40,7 @@ class Payload:
     __slots__ = ("expires_ms", "generation", "kind", "recompute_us", "values")
 
     def __init__(self, items: list[Any]) -> None:
-        self.kind, self.generation, self.recompute_us, self.expires_ms = items[:HEADER]
+        self.kind, _, self.generation, self.recompute_us, self.expires_ms = items[:HEADER]
         self.values = items[HEADER:]
 
 
@@ -58,15 +61,17 @@ def _encode_duration(value: datetime.timedelta) -> int:
     return (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
 
 
-def _json_codec(field: models.JSONField[Any]) -> tuple[Convert, Convert]:
-    # Mirror what the database round trip does, custom encoder and decoder included.
-    def encode(value: Any) -> str:
-        return json.dumps(value, cls=field.encoder)
+def json_text_name(attname: str) -> str:
+    """The attribute a fill query gives an instance: the database's text of a JSON field."""
+    return f"_cs_json_{attname}"
 
-    def decode(value: str) -> Any:
-        return json.loads(value, cls=field.decoder)
 
-    return encode, decode
+def _decode_json(field: models.JSONField[Any], text: str) -> Any:
+    # What JSONField.from_db_value does with the text a database read returns.
+    try:
+        return json.loads(text, cls=field.decoder)
+    except json.JSONDecodeError:
+        return text
 
 
 _CODECS: dict[str, tuple[Convert, Convert]] = {
@@ -85,8 +90,6 @@ def field_codec(field: models.Field[Any, Any]) -> tuple[Convert, Convert] | None
     if field.is_relation:
         target = getattr(field, "target_field", None)
         return field_codec(target) if target is not None else None
-    if isinstance(field, models.JSONField):
-        return _json_codec(field)
     return _CODECS.get(field.get_internal_type())
 
 
@@ -95,25 +98,50 @@ class Codec:
 
     def __init__(self, model: type[models.Model]) -> None:
         fields = model._meta.concrete_fields
+        self.schema = schema_hash(model)
         self.attnames = [f.attname for f in fields]
         self.width = len(fields) + HEADER
         codecs = [(i + HEADER, field_codec(f)) for i, f in enumerate(fields)]
         self.encoders = [(i, c[0]) for i, c in codecs if c is not None]
         self.decoders = [(i, c[1]) for i, c in codecs if c is not None]
+        # JSON is stored as the database's own text and decoded as a database read
+        # decodes it: a custom encoder need not be the inverse of the decoder.
+        self.json_fields: list[tuple[int, models.JSONField[Any]]] = [
+            (i + HEADER, f) for i, f in enumerate(fields) if isinstance(f, models.JSONField)
+        ]
 
     def dump_row(
         self, instance: models.Model, generation: bytes, recompute_us: int = 0, expires_ms: int = 0
     ) -> bytes:
-        items = [ROW, generation, recompute_us, expires_ms]
+        """Encode a row read from the database; ValueError or TypeError if it cannot be
+        stored so that a hit rebuilds exactly that row."""
+        texts = [
+            instance.__dict__.pop(json_text_name(f.attname), None) for _, f in self.json_fields
+        ]
+        items = [ROW, self.schema, generation, recompute_us, expires_ms]
         items.extend(getattr(instance, name) for name in self.attnames)
         for index, encode in self.encoders:
             if items[index] is not None:
                 items[index] = encode(items[index])
+        for (index, field), text in zip(self.json_fields, texts, strict=True):
+            items[index] = self._json_text(field, items[index], text)
         return msgpack.packb(items, use_bin_type=True)  # type: ignore[no-any-return]
 
     @staticmethod
-    def dump_marker(kind: int, generation: bytes, values: Sequence[Any] = ()) -> bytes:
-        return msgpack.packb([kind, generation, 0, 0, *values], use_bin_type=True)  # type: ignore[no-any-return]
+    def _json_text(field: models.JSONField[Any], value: Any, text: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(text, str):  # not read by a fill query: encode it ourselves
+            text = str(json.dumps(value, cls=field.encoder))
+        # NOTE: a hit must rebuild what the database read gave; a decoder that does not
+        # give back the same value (a custom from_db_value, NaN) leaves the row uncached.
+        if _decode_json(field, text) != value:
+            raise ValueError(f"{field.name}: the JSON value does not decode back to itself")
+        return str(text)
+
+    def dump_marker(self, kind: int, generation: bytes, values: Sequence[Any] = ()) -> bytes:
+        items = [kind, self.schema, generation, 0, 0, *values]
+        return msgpack.packb(items, use_bin_type=True)  # type: ignore[no-any-return]
 
     def load(self, data: bytes) -> Payload:
         """Decode a payload; any malformed input raises :class:`CorruptPayload`."""
@@ -122,12 +150,17 @@ class Codec:
             if type(items) is not list or len(items) < HEADER:
                 raise CorruptPayload("not a payload")
             kind = items[0]
+            if items[1] != self.schema:  # written by a release with other fields
+                raise CorruptPayload("payload of another schema")
             if kind == ROW:
                 if len(items) != self.width:
                     raise CorruptPayload("row payload of another width")
                 for index, decode in self.decoders:
                     if items[index] is not None:
                         items[index] = decode(items[index])
+                for index, field in self.json_fields:
+                    if items[index] is not None:
+                        items[index] = _decode_json(field, items[index])
             elif kind != ABSENT and kind != POINTER:
                 raise CorruptPayload("unknown payload kind")
             return Payload(items)

@@ -17,9 +17,9 @@ from django.db.models.query import ModelIterable
 
 from . import lookups, reads
 from .options import is_cached, options_for
-from .plan import plan_for
+from .plan import has_collation, plan_for
 
-__all__ = ["install", "uninstall"]
+__all__ = ["install", "overrides_get", "uninstall"]
 
 #: True while a transparent ``get`` is on the cache path. Its own database reads go through
 #: the model's base manager, which may be this very manager (``Meta.base_manager_name``):
@@ -123,6 +123,8 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
     else:
         return None
     field = plan.pk_field if lookup == "pk" else plan.lookup_fields[lookup]
+    if has_collation(field):
+        return None  # the database may find equal what the cache keys apart
     if isinstance(value, models.Model):
         # The ORM takes an instance only for a relation to its model, and compares the
         # relation's target field; any other instance it rejects with its own error.
@@ -204,6 +206,8 @@ def _patch(manager: Any) -> None:
     original = type(manager)
     if "_cachestrat_original" in vars(original) or "_queryset_class" in vars(manager):
         return  # patched already, or a queryset class of its own: left as it is
+    if overrides_get(manager._queryset_class):
+        return  # a queryset's own get() (soft delete, tenancy) keeps its say (check W121)
     manager.__class__ = _transparent_manager(original)
     _patched[manager] = original
 
@@ -265,6 +269,14 @@ def _heal(model: type[models.Model]) -> None:
     manager: Any = model._meta.base_manager
     if manager not in _patched:
         _patch(manager)
+
+
+def overrides_get(queryset_class: type[Any]) -> bool:
+    """Whether a queryset class defines a ``get()`` of its own, above ``QuerySet``'s."""
+    for klass in queryset_class.__mro__:
+        if klass is not TransparentQuerySetMixin and "get" in vars(klass):
+            return klass is not models.QuerySet
+    return False
 
 
 def uninstall() -> None:

@@ -15,11 +15,13 @@ from django.contrib.auth.models import User
 from django.core.checks import CheckMessage
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db.models import QuerySet
 from django.test import override_settings
 from django_redis.cache import RedisCache
 
 from django_cachestrat.checks import check_counters, check_models, check_settings
 from django_cachestrat.checks_options import _CHECKS
+from django_cachestrat.checks_reads import check_reads
 from django_cachestrat.conf import DEFAULTS
 from django_cachestrat.options import OPTION_NAMES, is_cached, options_for
 from tests.testapp.models import Item, Place, Profile, ProfileProxy, Restaurant, Team
@@ -689,8 +691,53 @@ def test_manage_py_check_reports_a_bad_cache_meta(monkeypatch: pytest.MonkeyPatc
 
 def test_every_check_id_is_tested_here() -> None:
     source = "".join(path.read_text() for path in CHECKS_SOURCES)
-    check_ids = sorted(set(re.findall(r'"([EW]0\d\d)"', source)))
-    assert len(check_ids) >= 20, check_ids
+    check_ids = sorted(set(re.findall(r'"(?:django_cachestrat\.)?([EW]\d\d\d)"', source)))
+    assert len(check_ids) >= 22, check_ids
     tests = Path(__file__).read_text()
     untested = [i for i in check_ids if not re.search(rf"def test_{i.lower()}_", tests)]
     assert untested == []
+
+
+# Reads sent to the database instead of the cache (warnings)
+
+
+def test_no_read_of_the_test_models_is_sent_to_the_database() -> None:
+    assert check_reads() == []
+
+
+def test_w120_a_pk_or_lookup_under_a_collation_is_read_from_the_database(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Item._meta.get_field("code"), "db_collation", "case_insensitive")
+    warnings = check_reads()
+    assert ids(warnings) == ["W120"]
+    assert warnings[0].obj is Item
+    assert "testapp.Item.code has a db_collation" in warnings[0].msg
+    assert "the lookup 'code'" in warnings[0].msg and "case-insensitive" in hint(warnings[0])
+    monkeypatch.setattr(Item._meta.pk, "db_collation", "case_insensitive", raising=False)
+    warnings = check_reads()
+    assert ids(warnings) == ["W120", "W120"] and "its pk" in warnings[0].msg
+
+
+class OwnGet(QuerySet):  # type: ignore[type-arg]
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        return super().get(*args, **kwargs)
+
+
+def test_w121_a_transparent_manager_whose_queryset_overrides_get(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(Team._meta.default_manager, "_queryset_class", OwnGet)
+    with override_settings(CACHESTRAT={"MODELS": {"testapp.Team": {"transparent": True}}}):
+        warnings = check_reads()
+    assert ids(warnings) == ["W121"]
+    assert warnings[0].obj is Team
+    assert "testapp.Team.objects: its queryset OwnGet overrides get()" in warnings[0].msg
+    assert check_reads() == []  # not transparent: nothing to leave alone
+
+
+def test_manage_py_check_shows_the_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Item._meta.get_field("code"), "db_collation", "case_insensitive")
+    err = StringIO()
+    call_command("check", stderr=err, stdout=StringIO())
+    assert "testapp.Item: (django_cachestrat.W120)" in err.getvalue()

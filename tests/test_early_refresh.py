@@ -72,8 +72,8 @@ def test_steady_load_across_expiry_misses_far_less_with_early_refresh():
 
 def test_refresh_is_due_only_near_expiry():
     now_ms = time.time() * 1000
-    far = Payload([0, b"", 1_000, int(now_ms + 60_000)])  # 1 ms to compute, 60 s left
-    near = Payload([0, b"", 1_000_000, int(now_ms + 1)])  # 1 s to compute, 1 ms left
+    far = Payload([0, "", b"", 1_000, int(now_ms + 60_000)])  # 1 ms to compute, 60 s left
+    near = Payload([0, "", b"", 1_000_000, int(now_ms + 1)])  # 1 s to compute, 1 ms left
     assert not any(is_refresh_due(far, 1.0) for _ in range(1000))
     assert sum(is_refresh_due(near, 1.0) for _ in range(1000)) > 990
-    assert not is_refresh_due(Payload([0, b"", 1_000, 0]), 1.0)  # no expiry recorded
+    assert not is_refresh_due(Payload([0, "", b"", 1_000, 0]), 1.0)  # no expiry recorded

@@ -183,7 +183,7 @@ def test_celery_app_uses_the_project_redis_and_schedules_the_flush(project):
     assert broker == settings.REDIS_URL
     entry = schedule["django_cachestrat.flush_counters"]
     assert entry == {"task": "django_cachestrat.flush_counters", "schedule": 5.0}
-    assert tasks == ["django_cachestrat.flush_counters"]
+    assert tasks == ["django_cachestrat.flush_counters", "django_cachestrat.replay_invalidations"]
 
 
 def test_broker_url_of_an_embedded_redis_is_a_kombu_unix_socket_url(project):

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+import redis
+from django.db import connection
 from django.test import override_settings
 from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from django_cachestrat.client import breaker, pending
-from tests.factories import ProfileFactory
+from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
 from tests.servers import RedisServer
-from tests.testapp.models import Profile
+from tests.testapp.models import Profile, Team
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,3 +127,55 @@ def test_fail_open_off_raises_redis_errors():
     profile = ProfileFactory.build(pk=1)
     with override_settings(CACHES=caches), pytest.raises(RedisConnectionError):
         Profile.cached.get(pk=profile.pk)
+
+
+@pytest.fixture
+def patient() -> Iterator[RedisServer]:
+    """As ``flaky``, with a socket timeout that outlasts a short pause of Redis's writes."""
+    server = RedisServer()
+    server.start()
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "patient": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1.0, "SOCKET_TIMEOUT": 1.0},
+        },
+    }
+    cachestrat = {"CACHE_ALIAS": "patient", "BREAKER_THRESHOLD": 10}
+    try:
+        with override_settings(CACHES=caches, CACHESTRAT=cachestrat):
+            yield server
+    finally:
+        server.stop()
+
+
+def test_no_thread_reads_the_old_row_while_another_replays_its_invalidation(patient):
+    team = TeamFactory(name="old")
+    Team.cached.get(pk=team.pk)
+    admin = redis.Redis.from_url(patient.url)
+    # Writes wait while reads go on: the row stays cached, its delete times out.
+    admin.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+    try:
+        team.name = "new"
+        team.save()
+        assert pending.keys and not breaker.is_open
+        seen: dict[str, str] = {}
+
+        def read(name: str) -> None:
+            try:
+                seen[name] = Team.cached.get(pk=team.pk).name
+            finally:
+                connection.close()
+
+        replaying = threading.Thread(target=read, args=("replaying",))
+        replaying.start()  # its replay (a write) now waits on the pause
+        time.sleep(0.3)
+        other = threading.Thread(target=read, args=("other",))
+        other.start()
+        other.join(5)
+    finally:
+        admin.execute_command("CLIENT", "UNPAUSE")
+    replaying.join(5)
+    assert seen == {"replaying": "new", "other": "new"}
+    assert Team.cached.get(pk=team.pk).name == "new" and not pending

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import pickle
 import uuid
 
 import msgpack
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
 from django.test import override_settings
 
 from django_cachestrat.keys import KeySpace, schema_hash
@@ -141,28 +143,33 @@ def test_corrupt_lookup_pointer_is_a_miss(redis_client):
     assert Profile.cached.get(username="pointer").pk == profile.pk
 
 
-def test_schema_change_changes_every_key():
+def test_schema_change_changes_the_schema_every_payload_names():
     before = schema_hash(Team)
     field = Team._meta.get_field("name")
     original = field.column
     field.column = "renamed"
     try:
         assert schema_hash(Team) != before
-        assert KeySpace("cs", Team).row(1) != f"cs:testapp.team:{before}:{{1}}"
+        assert Codec(Team).schema != before
+        assert KeySpace("cs", Team).row(1) == "cs:testapp.team:{1}"  # one key, any schema
     finally:
         field.column = original
 
 
 def test_old_schema_rows_are_never_read(redis_client):
     team = TeamFactory(name="new")
-    old_key = f"cs:testapp.team:00000000:{{{team.pk}}}"
-    redis_client.set(old_key, Codec(Team).dump_row(Team(pk=team.pk, name="old"), b"", 0))
-    assert Team.cached.get(pk=team.pk).name == "new"
+    key = plan_for(Team).keys.row(team.pk)
+    old = Codec(Team)
+    old.schema = "00000000"
+    redis_client.set(key, old.dump_row(Team(pk=team.pk, name="old"), b"", 0))
+    got, n = count_queries(lambda: Team.cached.get(pk=team.pk))
+    assert (got.name, n) == ("new", 1)
+    assert Codec(Team).load(redis_client.get(key)).values[1] == "new"  # replaced
 
 
 def test_codec_rejects_unknown_kinds():
     with pytest.raises(CorruptPayload):
-        Codec(Team).load(msgpack.packb([999, b"", 0, 1, "x"]))
+        Codec(Team).load(msgpack.packb([999, Codec(Team).schema, b"", 0, 1, "x"]))
 
 
 def test_unencodable_value_is_served_but_not_cached(redis_client, monkeypatch):
@@ -173,3 +180,50 @@ def test_unencodable_value_is_served_but_not_cached(redis_client, monkeypatch):
     assert Profile.cached.get(pk=profile.pk).pk == profile.pk
     assert redis_client.get(plan.keys.row(profile.pk)) is None
     assert redis_client.get(plan.keys.lease(plan.keys.row(profile.pk))) is None  # given back
+
+
+class DecimalDecoder(json.JSONDecoder):
+    """Parses JSON numbers with a fraction as ``Decimal``, as money-handling projects do."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, parse_float=decimal.Decimal, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def decimal_json(monkeypatch):
+    field = Profile._meta.get_field("data")
+    monkeypatch.setattr(field, "encoder", DjangoJSONEncoder)
+    monkeypatch.setattr(field, "decoder", DecimalDecoder)
+
+
+JSON_VALUES = [
+    {"price": 1.1},
+    {"price": "1.1"},
+    {"price": decimal.Decimal("2.50")},  # DjangoJSONEncoder writes it as a string
+    [1.10, 2, "x", {"n": None, "t": True}],
+    2.5,
+    "text",
+    {"when": datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)},
+]
+
+
+@pytest.mark.parametrize("data", JSON_VALUES)
+def test_json_with_a_custom_encoder_and_decoder_reads_back_what_the_database_gives(
+    decimal_json, data
+):
+    profile = ProfileFactory(data=data)
+    from_db = Profile.objects.get(pk=profile.pk).data
+    Profile.cached.get(pk=profile.pk)
+    cached, n = count_queries(lambda: Profile.cached.get(pk=profile.pk))
+    assert n == 0
+    assert repr(cached.data) == repr(from_db)
+
+
+@pytest.mark.parametrize("data", [*JSON_VALUES[:2], JSON_VALUES[3], 2.5, "text", {"big": 10**30}])
+def test_json_without_a_custom_decoder_reads_back_what_the_database_gives(data):
+    profile = ProfileFactory(data=data)
+    from_db = Profile.objects.get(pk=profile.pk).data
+    Profile.cached.get(pk=profile.pk)
+    cached, n = count_queries(lambda: Profile.cached.get(pk=profile.pk))
+    assert n == 0
+    assert repr(cached.data) == repr(from_db)

@@ -12,9 +12,11 @@ from django.db.models import Q, QuerySet, Value
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import ProfileFactory, TeamFactory
+from django_cachestrat import apps as app_wiring
+from django_cachestrat import transparent as transparent_mode
+from tests.factories import ItemFactory, ProfileFactory, TeamFactory
 from tests.helpers import assert_cached, count_queries
-from tests.testapp.models import Place, Profile, ProfileProxy, Restaurant, Team
+from tests.testapp.models import Item, Place, Profile, ProfileProxy, Restaurant, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -23,6 +25,7 @@ TRANSPARENT = {
         "testapp.Team": {"transparent": True},
         "testapp.Profile": {"transparent": True},
         "auth.User": {"transparent": True, "lookups": ["username"]},
+        "testapp.Item": {"transparent": True},
     }
 }
 
@@ -187,3 +190,74 @@ def test_a_forward_relation_routed_elsewhere_is_not_served():
     fresh._state.db = "elsewhere"  # a row read from another database routes its relations there
     with pytest.raises(Exception, match="elsewhere"):
         fresh.team  # noqa: B018 - the ORM must query that database, not the cache
+
+
+@pytest.fixture
+def case_insensitive_code(monkeypatch):
+    """``Item.code`` under a non-deterministic ICU collation: "ABC" equals "abc"."""
+    with connection.cursor() as cursor:
+        # The pattern index Django adds for LIKE cannot use such a collation.
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'testapp_item'")
+        like = [name for (name,) in cursor.fetchall() if name.endswith("_like")]
+        for name in like:
+            cursor.execute(f'DROP INDEX "{name}"')
+        cursor.execute(
+            "CREATE COLLATION IF NOT EXISTS cs_case_insensitive "
+            "(provider = icu, locale = 'und-u-ks-level2', deterministic = false)"
+        )
+        cursor.execute(
+            "ALTER TABLE testapp_item ALTER COLUMN code TYPE varchar(20) "
+            "COLLATE cs_case_insensitive"
+        )
+    monkeypatch.setattr(Item._meta.get_field("code"), "db_collation", "cs_case_insensitive")
+    app_wiring.reset()  # plans are built from the field as it now is
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'ALTER TABLE testapp_item ALTER COLUMN code TYPE varchar(20) COLLATE "default"'
+        )
+        for name in like:
+            cursor.execute(f'CREATE INDEX "{name}" ON testapp_item (code varchar_pattern_ops)')
+    monkeypatch.undo()
+    app_wiring.reset()
+
+
+def test_a_lookup_under_a_case_insensitive_collation_finds_what_the_orm_finds(
+    case_insensitive_code,
+):
+    item = ItemFactory(code="abc")
+    for _ in range(2):  # a miss, then whatever was cached
+        assert Item.objects.get(code="ABC").pk == item.pk
+        assert Item.cached.get(code="ABC").pk == item.pk
+        assert Item.objects.get(code="abc").pk == item.pk
+
+
+class HidesArchived(QuerySet):  # type: ignore[type-arg]
+    """A queryset whose get() hides some rows, as soft-delete and tenancy querysets do."""
+
+    def get(self, *args, **kwargs):
+        found = super().get(*args, **kwargs)
+        if found.name.startswith("archived"):
+            raise self.model.DoesNotExist("archived")
+        return found
+
+
+@pytest.fixture
+def archived_hidden_by_get():
+    manager = Team._meta.default_manager
+    transparent_mode.uninstall()
+    original = manager._queryset_class
+    manager._queryset_class = HidesArchived
+    transparent_mode.install()
+    yield
+    transparent_mode.uninstall()
+    manager._queryset_class = original
+    transparent_mode.install()
+
+
+def test_a_queryset_that_overrides_get_keeps_its_get(archived_hidden_by_get):
+    team = TeamFactory(name="archived-1")
+    for _ in range(2):
+        with pytest.raises(Team.DoesNotExist):
+            Team.objects.get(pk=team.pk)
+    assert Team.cached.get(pk=team.pk).pk == team.pk  # the explicit API reads every row

@@ -1,0 +1,67 @@
+"""Missed invalidations kept in the database, so any process can replay them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from django.db import router, transaction
+
+from .client import send_invalidations
+from .models import PendingInvalidation
+
+__all__ = ["record", "replay"]
+
+logger = logging.getLogger("django_cachestrat")
+
+#: Records sent to Redis per pipelined round trip.
+BATCH = 500
+
+
+def record(keys: Iterable[str], generations: Iterable[str]) -> None:
+    """Keep invalidations that Redis could not take where every process finds them.
+
+    Never raises: it runs once the user's write has committed, which must not fail for it.
+    """
+    keys, generations = sorted(keys), sorted(generations)
+    if not (keys or generations):
+        return
+    try:
+        using = router.db_for_write(PendingInvalidation)
+        # A savepoint of its own: a failure here never breaks a transaction around it.
+        with transaction.atomic(using=using):
+            PendingInvalidation.objects.using(using).create(keys=keys, generations=generations)
+    except Exception:  # the write is done; this process still holds them
+        logger.warning(
+            "Could not record missed invalidations in the database; only this process "
+            "will replay them",
+            exc_info=True,
+        )
+
+
+def replay() -> int:
+    """Send every kept invalidation to Redis, then delete it; return how many were sent.
+
+    A Redis error rises and the records stay. A database that cannot be read (no table
+    yet, no database at all) is logged and skipped. Two processes replaying at once both
+    send the same deletes, which is harmless.
+    """
+    using = router.db_for_write(PendingInvalidation)
+    table = PendingInvalidation.objects.using(using)
+    sent = 0
+    while True:
+        try:
+            with transaction.atomic(using=using):
+                rows = list(table.order_by("pk").values_list("pk", "keys", "generations")[:BATCH])
+        except Exception:  # reads of the cache must not depend on it
+            logger.warning("Could not read missed invalidations from the database", exc_info=True)
+            return sent
+        if not rows:
+            return sent
+        keys = {key for _, row_keys, _ in rows for key in row_keys}
+        generations = {gen for _, _, row_gens in rows for gen in row_gens}
+        send_invalidations(keys, generations)  # a Redis error rises: the rows stay
+        with transaction.atomic(using=using):
+            table.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+        sent += len(rows)
+        logger.info("Replayed %d missed invalidations kept in the database", len(rows))
