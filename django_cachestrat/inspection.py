@@ -13,6 +13,7 @@ from .invalidation import invalidate_pks
 from .keys import key_part
 from .plan import ModelPlan, plan_for
 from .serializers import ABSENT, ROW, CorruptPayload, Payload
+from .transactions import scope_tag
 
 __all__ = [
     "STATE_TEXT",
@@ -175,7 +176,10 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
     if members:
         commands += [("HMGET", stripe.pending, *members), ("HMGET", stripe.claimed, *members)]
     row_gen, absent_gen, data, ttl, lease_ttl, *counts = _run(commands)
-    row_gen, absent_gen = row_gen or b"", absent_gen or b""
+    # Inside a test case, what the test filled carries its scope (as a read would see it).
+    scope = scope_tag(router.db_for_read(plan.model), detect=True)
+    stored_gen, absent_gen = row_gen or b"", absent_gen or b""
+    row_gen = stored_gen + scope
     state, payload = _state(plan, data, row_gen, absent_gen)
     values = _database_values(plan, pk)
     report = RowReport(
@@ -186,7 +190,7 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
         ttl_ms=_ttl(ttl),
         lease_ttl_ms=_ttl(lease_ttl),
         in_database=values is not None,
-        generation=row_gen.decode(errors="replace") or "0",
+        generation=stored_gen.decode(errors="replace") or "0",
         recompute_us=payload.recompute_us if payload is not None else None,
     )
     cached = payload.values if payload is not None and payload.kind == ROW else None

@@ -90,7 +90,7 @@ class ModelPlan:
     def fill_rows(self, using: str) -> models.QuerySet[models.Model]:
         """:meth:`rows`, plus the database's own text of every JSON field, which the codec
         stores: a hit then decodes exactly what a database read decodes."""
-        rows = self.rows(using)
+        rows = self.rows(using).order_by()  # matched by pk: Meta.ordering would be a sort
         texts = {
             json_text_name(f.attname): Cast(f.name, models.TextField())
             for _, f in self.codec.json_fields

@@ -20,7 +20,7 @@ from django_cachestrat.plan import plan_for
 from tests.factories import ProfileFactory, TeamFactory
 from tests.testapp.models import Profile, Team
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 OVERVIEW = "admin:django_cachestrat_cache_overview"
 INSPECT = "admin:django_cachestrat_cache_inspect"
@@ -162,6 +162,7 @@ def test_the_inspector_shows_the_cached_row_beside_the_database(redis_client):
     assert row_key(profile.pk).encode() in response.content
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_a_write_outside_django_shows_as_a_difference():
     profile = cached_profile(age=1)
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
@@ -354,6 +355,7 @@ def test_the_box_needs_the_cache_view_permission():
     assert response.status_code == 200 and b'id="cache-status"' not in response.content
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_the_box_shows_a_row_not_in_sync():
     profile = cached_profile(age=3)
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:

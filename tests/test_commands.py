@@ -26,7 +26,7 @@ from tests.helpers import assert_cached, count_queries
 from tests.servers import free_port
 from tests.testapp.models import Item, Profile, Team
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -156,6 +156,7 @@ def test_invalidate_pks_drops_those_rows_only(redis_client: Any) -> None:
     assert is_cached(redis_client, Team, c.pk)
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_invalidate_drops_the_lookups_of_the_rows_current_values() -> None:
     profile = ProfileFactory(username="ann")
     with pytest.raises(Profile.DoesNotExist):
@@ -427,6 +428,7 @@ def test_inspect_a_cached_row_that_matches() -> None:
     )
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_inspect_marks_fields_changed_behind_the_cache() -> None:
     profile = ProfileFactory(username="old", age=20)
     Profile.cached.get(pk=profile.pk)
@@ -452,6 +454,7 @@ def test_inspect_a_row_not_cached() -> None:
     assert re.search(rf"username={profile.username}\s+\S+  {STATE_TEXT['missing']}$", out)
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_inspect_a_cached_row_deleted_behind_the_cache() -> None:
     team = TeamFactory(name="gone")
     Team.cached.get(pk=team.pk)
@@ -489,6 +492,7 @@ def test_inspect_an_unreadable_value_and_a_voided_absence(redis_client: Any) -> 
     assert fact(out, "cached") == STATE_TEXT["old_absence"]
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_inspect_a_lookup_cached_as_absent() -> None:
     profile = ProfileFactory(username="ann")
     with pytest.raises(Profile.DoesNotExist):

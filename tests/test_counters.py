@@ -16,7 +16,7 @@ from tests.helpers import count_queries
 from tests.servers import RedisServer
 from tests.testapp.models import Profile
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def likes(pk):

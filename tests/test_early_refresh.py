@@ -16,7 +16,7 @@ from django_cachestrat.stats import reset
 from tests.factories import ProfileFactory
 from tests.testapp.models import Profile
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def steady_load(pk: int, seconds: float, readers: int = 4, slow_ms: float = 30) -> dict[str, int]:
@@ -50,6 +50,7 @@ def steady_load(pk: int, seconds: float, readers: int = 4, slow_ms: float = 30) 
     return {"misses": stats.misses, "queries": queries[0], "refreshes": stats.early_refreshes}
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_steady_load_across_expiry_misses_far_less_with_early_refresh():
     profile = ProfileFactory()
     figures = {}

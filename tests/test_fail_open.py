@@ -19,7 +19,7 @@ from tests.helpers import count_queries
 from tests.servers import RedisServer
 from tests.testapp.models import Profile, Team
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
@@ -150,6 +150,7 @@ def patient() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_no_thread_reads_the_old_row_while_another_replays_its_invalidation(patient):
     team = TeamFactory(name="old")
     Team.cached.get(pk=team.pk)

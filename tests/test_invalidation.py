@@ -13,7 +13,7 @@ from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
 from tests.testapp.models import Place, Profile, ProfileProxy, Restaurant, Team
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def warm(model, pk):
@@ -113,6 +113,7 @@ def test_raw_sql_through_django_is_seen():
     assert Profile.cached.get(pk=profile.pk).age == 77
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_invalidate_by_hand_for_writes_outside_django():
     profile = ProfileFactory(age=1)
     warm(Profile, profile.pk)

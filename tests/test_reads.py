@@ -16,7 +16,7 @@ from tests.factories import ItemFactory, ProfileFactory
 from tests.helpers import assert_cached, count_queries, queries_raising
 from tests.testapp.models import Item, Profile, ProfileProxy
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_get_by_pk_reads_the_database_once():
@@ -107,6 +107,7 @@ def test_get_many_of_nothing_asks_nothing():
     assert count_queries(lambda: Profile.cached.get_many([])) == ({}, 0)
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_async_twins():
     profile = ProfileFactory(username="async")
 

@@ -20,7 +20,7 @@ from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
 from tests.testapp.models import Profile, Team
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 EVERY_TYPE = {
     "email": "zoë@example.com",

@@ -11,7 +11,7 @@ from django_cachestrat import signals, stats
 from tests.factories import ProfileFactory
 from tests.testapp.models import Profile
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -28,6 +28,7 @@ def _reads_in_a_child(pk: int) -> None:
         connections.close_all()
 
 
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_figures_of_every_process_add_up():
     profile = ProfileFactory()
     Profile.cached.get(pk=profile.pk)  # miss and fill here

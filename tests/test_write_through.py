@@ -9,13 +9,14 @@ from django.test import override_settings
 
 from django_cachestrat.plan import plan_for
 from django_cachestrat.reads import Generations, decode_row
+from django_cachestrat.transactions import scope_tag
 from tests.factories import ProfileFactory
 from tests.helpers import count_queries
 from tests.race import Ours, Pauses, run
 from tests.testapp.models import Profile
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True),
+    pytest.mark.django_db,
     pytest.mark.usefixtures("write_through"),
 ]
 
@@ -31,7 +32,7 @@ def cached_row(redis_client, pk):
     """The row as stored in Redis right now (no fill, no database)."""
     plan = plan_for(Profile)
     data = redis_client.get(plan.keys.row(pk))
-    generations = Generations(plan.keys, b"")
+    generations = Generations(plan.keys, b"", scope_tag("default"))
     return None if data is None else decode_row(plan, data, generations, "default")
 
 
@@ -66,6 +67,7 @@ def test_only_committed_rows_are_cached_and_a_rollback_changes_nothing(redis_cli
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+@pytest.mark.django_db(transaction=True)  # other connections see committed rows only
 def test_concurrent_writers_never_leave_an_older_version(redis_client, processes):
     profile = ProfileFactory(age=0)
     tally = run(Ours(Pauses(0.5, 3)), profile.pk, writes=200, readers=2, processes=processes)
