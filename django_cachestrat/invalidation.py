@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from . import counters, reads, statements, transactions
+from . import counters, reads, relations, statements, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -173,15 +173,30 @@ def invalidate_pks(
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
-    try:
-        pks = [plans[0].clean_pk(pk) for pk in pks]
-        keys = _keys_for(plans, pks, values)
-        change = Change(pks, keys)
-        hash(frozenset(pks))
-    except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
-        invalidate_unknown(model, using)
-        return
-    _apply(plans, using, change)
+    for group, group_pks in _by_pk_terms(model, plans, pks, using):
+        try:
+            group_pks = [group[0].clean_pk(pk) for pk in group_pks]
+            keys = _keys_for(group, group_pks, values)
+            change = Change(group_pks, keys)
+            hash(frozenset(group_pks))
+        except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
+            invalidate_unknown(model, using)
+            return
+        _apply(group, using, change)
+
+
+def _by_pk_terms(
+    model: type[models.Model], plans: list[ModelPlan], pks: list[Any], using: str
+) -> list[tuple[list[ModelPlan], list[Any]]]:
+    """The plans grouped by the pks that name the rows in each: the same values, except
+    for a multi-table-inheritance relative whose primary key is its own."""
+    concrete = model._meta.concrete_model or model
+    same = [p for p in plans if relations.shares_pk(concrete, p.concrete)]
+    groups = [(same, pks)] if same else []
+    for plan in plans:
+        if plan not in same:
+            groups.append(([plan], relations.relative_pks(concrete, plan.concrete, pks, using)))
+    return [(group, group_pks) for group, group_pks in groups if group_pks]
 
 
 def invalidate_unknown(model: type[models.Model], using: str) -> None:
