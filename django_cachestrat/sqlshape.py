@@ -2,106 +2,14 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Outcome", "Table", "classify", "table_name"]
+from .sqllex import Name, Token, names, rough_names, split, table_name, tokens
 
-Name = tuple[str, ...]  # identifier parts, folded the way PostgreSQL folds them
-
-_TOKEN = re.compile(
-    r"""(?P<space>\s+)
-    |(?P<line>--[^\n]*)
-    |(?P<block>/\*)
-    |(?P<ident>"(?:[^"]|"")*")
-    |(?P<estr>[Ee]'(?:[^'\\]|''|\\.)*')
-    |(?P<str>'(?:[^']|'')*')
-    |(?P<dollar>\$(?:[A-Za-z_]\w*)?\$)
-    |(?P<pct>%%)
-    |(?P<param>%(?:\([^)]*\))?[sbt])
-    |(?P<word>[A-Za-z_\x80-\uffff][\w$\x80-\uffff]*)
-    |(?P<num>\d[\w.]*)
-    |(?P<punct>[(),;.*=])
-    |(?P<op>[^\s"'])""",
-    re.VERBOSE | re.DOTALL,
-)
-_COMMENT_MARK = re.compile(r"/\*|\*/")
-_SKIPPED = frozenset({"space", "line", "block", "dollar"})
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # word (folded), ident (quoted, exact), str, param, num, punct, op
-    text: str
-    start: int
-    end: int
-    depth: int  # parenthesis depth
-
-    def is_word(self, *words: str) -> bool:
-        return self.kind == "word" and self.text in words
-
-
-def _tokens(sql: str) -> list[Token] | None:
-    """The significant tokens of ``sql``, or None when it does not lex (an open quote)."""
-    tokens: list[Token] = []
-    depth, pos = 0, 0
-    while pos < len(sql):
-        match = _TOKEN.match(sql, pos)
-        if match is None:  # an unterminated quoted identifier or string
-            return None
-        kind, text = str(match.lastgroup), match.group()
-        end = match.end()
-        if kind == "block":
-            end = _block_end(sql, end)
-        elif kind == "dollar":
-            close = sql.find(text, end)
-            end = len(sql) + 1 if close < 0 else close + len(text)
-        if end > len(sql):
-            return None
-        if kind == "pct":
-            kind = "op"
-        if kind not in _SKIPPED:
-            if text == ")":
-                depth -= 1
-            tokens.append(Token(kind, _fold(kind, text), match.start(), end, depth))
-            if text == "(":
-                depth += 1
-        elif kind == "dollar":
-            tokens.append(Token("str", text, match.start(), end, depth))
-        pos = end
-    return tokens
-
-
-def _block_end(sql: str, pos: int) -> int:
-    """The end of a ``/* ... */`` comment; PostgreSQL lets them nest."""
-    level = 1
-    while level:
-        found = _COMMENT_MARK.search(sql, pos)
-        if found is None:
-            return len(sql) + 1
-        level += 1 if found.group() == "/*" else -1
-        pos = found.end()
-    return pos
-
-
-def _fold(kind: str, text: str) -> str:
-    if kind == "word":
-        return text.lower()  # unquoted names are folded to lower case
-    if kind == "ident":
-        return text[1:-1].replace('""', '"')
-    return text
-
-
-def table_name(db_table: str) -> Name:
-    """The name a model's ``db_table`` gives: Django quotes it whole unless it is quoted
-    already (``'"schema"."t"'`` names a table in a schema, ``'a.b'`` one table)."""
-    if db_table.startswith('"') and db_table.endswith('"'):
-        tokens = _tokens(db_table)
-        if tokens and all(t.kind == "ident" or t.text == "." for t in tokens):
-            return tuple(t.text for t in tokens if t.kind == "ident")
-    return (db_table,)
+__all__ = ["Outcome", "Table", "Tables", "classify"]
 
 
 @dataclass(frozen=True)
@@ -112,6 +20,35 @@ class Table:
     pk: str | None  # the pk column; None for a composite pk (rows cannot be named)
     lookups: tuple[str, ...] = ()  # columns of this table that cached lookups read
     cached: bool = True  # False: its rows are not cached, only what its writes cascade to
+
+
+class Tables:
+    """The tables to watch, found by the last part of their name; remembers the shapes of
+    the statements it has read (Django sends the same text again with other parameters)."""
+
+    LIMIT = 1024  # statement texts remembered
+    LONGEST = 8192  # longer texts (bulk statements) are read again each time
+
+    def __init__(self, tables: Iterable[Table]) -> None:
+        self.by_table = {t.db_table: t for t in tables}
+        self._by_last: dict[str, list[tuple[Name, Table]]] = {}
+        for table in self.by_table.values():
+            name = table_name(table.db_table)
+            self._by_last.setdefault(name[-1], []).append((name, table))
+        self.shapes: dict[tuple[str, bool, bool, bool], Outcome] = {}
+
+    @property
+    def last_names(self) -> list[str]:
+        return sorted(self._by_last)
+
+    def resolve(self, name: Name) -> list[str]:
+        """The tables ``name`` may be: the last parts must match; a schema only where both
+        sides give one (an unqualified name may be any schema on the search path)."""
+        return [
+            table.db_table
+            for own, table in self._by_last.get(name[-1], ())
+            if len(name) == 1 or len(own) == 1 or name[-2] == own[-2]
+        ]
 
 
 Action = Literal["untouched", "returning", "returned", "shape", "inserted", "flush"]
@@ -135,11 +72,17 @@ class Outcome:
     lookups: tuple[str, ...] = ()
     pk_index: int | None = None
     pks: tuple[Any, ...] = ()
-    values: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # lookup -> new values
+    values: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # lookup -> new values
     lookup_changed: bool = False  # a lookup column is set to a value not known here
     upsert: bool = False
     flushed: frozenset[str] = frozenset()  # other tables whose rows may have changed
     cascade: bool = False  # TRUNCATE ... CASCADE
+    # How "shape" reads the parameters: the pks' first index and count, each lookup's
+    # index, how many a row has, and what to do when they do not fit.
+    pk_params: tuple[int, int] = (0, 0)
+    value_params: tuple[tuple[str, int], ...] = ()
+    param_count: int = 0
+    otherwise: Action = "flush"
 
 
 UNTOUCHED = Outcome("untouched")
@@ -148,7 +91,7 @@ UNTOUCHED = Outcome("untouched")
 def classify(
     sql: str,
     params: Any,
-    tables: Mapping[str, Table],
+    tables: Tables,
     *,
     many: bool = False,
     returning: bool = True,
@@ -160,31 +103,119 @@ def classify(
     columns there. A statement that cannot be read safely names every known table it
     mentions in ``flushed``.
     """
-    tokens = _tokens(sql)
-    if tokens is None:
-        return _mentioned(_rough_names(sql), tables)
-    statements = _split(tokens)
+    key = (sql, many, returning, qualify)
+    shape = tables.shapes.get(key)
+    if shape is None:
+        shape = _shape(sql, tables, many, returning, qualify)
+        if len(sql) <= tables.LONGEST:
+            if len(tables.shapes) >= tables.LIMIT:
+                tables.shapes.clear()
+            tables.shapes[key] = shape
+    return _bind(shape, params, many) if shape.action == "shape" else shape
+
+
+def _shape(sql: str, tables: Tables, many: bool, returning: bool, qualify: bool) -> Outcome:
+    found = tokens(sql)
+    if found is None:
+        return _mentioned(rough_names(sql), tables)
+    statements = split(found)
     if len(statements) != 1:
-        return _mentioned(tokens, tables)
+        return _mentioned(found, tables)
     body = statements[0]
-    head = body[0]
-    if head.is_word("update", "delete", "insert", "merge"):
-        return _write(sql, params, body, tables, many, returning, qualify)
-    if head.is_word("truncate"):
+    if body[0].is_word("update", "delete", "insert", "merge"):
+        return _write(sql, body, tables, many, returning, qualify)
+    if body[0].is_word("truncate"):
         return _truncate(body, tables)
     if any(_is_write_word(body, i) for i in range(len(body))):  # WITH ... UPDATE and the like
         return _mentioned(body, tables)
     return UNTOUCHED
 
 
-def _split(tokens: list[Token]) -> list[list[Token]]:
-    statements: list[list[Token]] = [[]]
-    for token in tokens:
-        if token.text == ";" and token.kind == "punct":
-            statements.append([])
-        else:
-            statements[-1].append(token)
-    return [s for s in statements if s]
+def _bind(shape: Outcome, params: Any, many: bool) -> Outcome:
+    """A ``shape`` outcome with the pks and lookup values of these parameters."""
+    rows = _param_rows(params, many)
+    if rows is None or any(len(row) != shape.param_count for row in rows):
+        return dataclasses.replace(shape, action=shape.otherwise)
+    first, count = shape.pk_params
+    pks = tuple(v for row in rows for v in row[first : first + count])
+    values = {c: tuple(row[i] for row in rows) for c, i in shape.value_params}
+    return dataclasses.replace(shape, pks=pks, values=values)
+
+
+def _param_rows(params: Any, many: bool) -> list[Sequence[Any]] | None:
+    def is_row(value: Any) -> bool:
+        return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+    if not many:
+        return [params] if is_row(params) else None
+    rows = list(params) if is_row(params) else []
+    return rows if rows and all(is_row(r) for r in rows) else None
+
+
+def _mentioned(found: list[Token], tables: Tables) -> Outcome:
+    named = {t for name, _, _ in names(found) for t in tables.resolve(name)}
+    if not named:
+        return UNTOUCHED
+    return Outcome("flush", kind="write", flushed=frozenset(named))
+
+
+def _truncate(body: list[Token], tables: Tables) -> Outcome:
+    named = {t for name, _, _ in names(body[1:]) for t in tables.resolve(name)}
+    cascade = any(t.is_word("cascade") for t in body)
+    if not named:
+        return UNTOUCHED
+    return Outcome("flush", kind="truncate", flushed=frozenset(named), cascade=cascade)
+
+
+def _write(
+    sql: str, body: list[Token], tables: Tables, many: bool, returning: bool, qualify: bool
+) -> Outcome:
+    kind = body[0].text
+    span = _target(body)
+    if span is None:
+        return _mentioned(body, tables)
+    name = tuple(t.text for t in body[span[0] : span[1] : 2])
+    found = tables.resolve(name)
+    if len(found) != 1:  # unknown, or one name for tables of several schemas
+        return _mentioned(body, tables) if found else UNTOUCHED
+    table = tables.by_table[found[0]]
+    alias = _alias(body, span[1], kind)
+    qualifiers = {name[-1], *((alias.text,) if alias else ())}
+    own = _own_returning(body, qualifiers)
+    pk_index = own.index(table.pk) if own and table.pk in own else None
+    base = Outcome("untouched", kind=kind, target=table.db_table, pk_index=pk_index)
+    if not table.cached:
+        return base
+    if kind in ("insert", "merge"):
+        upsert = kind == "merge" or _is_upsert(body)
+        action: Action = "flush" if upsert else "inserted"
+        return dataclasses.replace(
+            base, action=action, upsert=upsert, pk_index=None if many else pk_index
+        )
+    if table.pk is None:
+        return dataclasses.replace(base, action="flush")
+    lookups = table.lookups if kind == "update" else ()
+    if returning and not many and own is None:
+        written = sql[body[span[0]].start : body[span[1] - 1].end]
+        qualifier = (_quote(alias) if alias is not None else written) if qualify else None
+        rewritten = _with_returning(sql, body, qualifier, table, lookups)
+        if rewritten is not None:
+            return dataclasses.replace(base, action="returning", sql=rewritten, lookups=lookups)
+    otherwise: Action = "returned" if pk_index is not None and not many else "flush"
+    changed = any(t.kind in ("word", "ident") and t.text in lookups for t in body)
+    shaped = _by_shape(body, table.pk, qualifiers)
+    if shaped is None:
+        return dataclasses.replace(base, action=otherwise, lookup_changed=changed)
+    value_params, changed = _set_params(body, lookups)
+    return dataclasses.replace(
+        base,
+        action="shape",
+        pk_params=shaped,
+        value_params=value_params,
+        lookup_changed=changed,
+        param_count=sum(1 for t in body if t.kind == "param"),
+        otherwise=otherwise,
+    )
 
 
 def _is_write_word(body: list[Token], i: int) -> bool:
@@ -196,61 +227,6 @@ def _is_write_word(body: list[Token], i: int) -> bool:
     return not (before is not None and before.is_word("for", "key"))
 
 
-def _names(tokens: list[Token]) -> list[tuple[Name, int, int]]:
-    """Every dotted name in the tokens: (parts, start index, end index)."""
-    found, i = [], 0
-    while i < len(tokens):
-        if tokens[i].kind in ("word", "ident"):
-            j = i + 1
-            while (
-                j + 1 < len(tokens)
-                and tokens[j].text == "."
-                and tokens[j + 1].kind in ("word", "ident")
-            ):
-                j += 2
-            found.append((tuple(t.text for t in tokens[i:j:2]), i, j))
-            i = j
-        else:
-            i += 1
-    return found
-
-
-def _rough_names(sql: str) -> list[Token]:
-    """Name-like words of a text that does not lex, for a conservative flush."""
-    return [
-        Token("word", _fold("word", w), 0, 0, 0) for w in re.findall(r"[A-Za-z_][\w$]*", sql)
-    ] + [Token("ident", w, 0, 0, 0) for w in re.findall(r'"([^"]+)"', sql)]
-
-
-def _resolve(name: Name, tables: Mapping[str, Table]) -> list[str]:
-    """The tables ``name`` may be: the last parts must match; a schema only where both
-    sides give one (an unqualified name may be any schema on the search path)."""
-    found = []
-    for db_table in tables:
-        own = table_name(db_table)
-        if name[-1] != own[-1]:
-            continue
-        if len(name) > 1 and len(own) > 1 and name[-2] != own[-2]:
-            continue
-        found.append(db_table)
-    return found
-
-
-def _mentioned(tokens: list[Token], tables: Mapping[str, Table]) -> Outcome:
-    names = {t for name, _, _ in _names(tokens) for t in _resolve(name, tables)}
-    if not names:
-        return UNTOUCHED
-    return Outcome("flush", kind="write", flushed=frozenset(names))
-
-
-def _truncate(body: list[Token], tables: Mapping[str, Table]) -> Outcome:
-    names = {t for name, _, _ in _names(body[1:]) for t in _resolve(name, tables)}
-    cascade = any(t.is_word("cascade") for t in body)
-    if not names:
-        return UNTOUCHED
-    return Outcome("flush", kind="truncate", flushed=frozenset(names), cascade=cascade)
-
-
 def _target(body: list[Token]) -> tuple[int, int] | None:
     """The token span of the written table's name."""
     i = 1
@@ -260,12 +236,12 @@ def _target(body: list[Token]) -> tuple[int, int] | None:
         i = 2
     if i < len(body) and body[i].is_word("only"):
         i += 1
-    for _name, start, end in _names(body):
-        if start == i:
-            return start, end
-        if start > i:
-            break
-    return None
+    if i >= len(body) or body[i].kind not in ("word", "ident"):
+        return None
+    end = i + 1
+    while end + 1 < len(body) and body[end].text == "." and body[end + 1].kind in ("word", "ident"):
+        end += 2
+    return i, end
 
 
 def _alias(body: list[Token], end: int, kind: str) -> Token | None:
@@ -276,59 +252,6 @@ def _alias(body: list[Token], end: int, kind: str) -> Token | None:
     if i < len(body) and body[i].kind in ("word", "ident") and body[i].text not in stop.split():
         return body[i] if kind != "insert" else None
     return None
-
-
-def _write(
-    sql: str,
-    params: Any,
-    body: list[Token],
-    tables: Mapping[str, Table],
-    many: bool,
-    returning: bool,
-    qualify: bool,
-) -> Outcome:
-    kind = body[0].text
-    span = _target(body)
-    if span is None:
-        return _mentioned(body, tables)
-    name = tuple(t.text for t in body[span[0] : span[1] : 2])
-    found = _resolve(name, tables)
-    if len(found) != 1:  # unknown, or one name for tables of several schemas
-        return _mentioned(body, tables) if found else UNTOUCHED
-    table = tables[found[0]]
-    alias = _alias(body, span[1], kind)
-    written = sql[body[span[0]].start : body[span[1] - 1].end]
-    qualifier = _quote(alias) if alias is not None else written
-    own = _own_returning(body, {name[-1], *((alias.text,) if alias else ())})
-    pk_index = own.index(table.pk) if own and table.pk in own else None
-    base = Outcome("untouched", kind=kind, target=table.db_table, pk_index=pk_index)
-    if not table.cached:
-        return base
-    if kind in ("insert", "merge"):
-        upsert = kind == "merge" or _is_upsert(body)
-        action: Action = "flush" if upsert else "inserted"
-        return _replace(base, action=action, upsert=upsert, pk_index=None if many else pk_index)
-    if table.pk is None:
-        return _replace(base, action="flush")
-    lookups = table.lookups if kind == "update" else ()
-    if returning and not many and own is None:
-        rewritten = _with_returning(sql, body, qualifier if qualify else None, table, lookups)
-        if rewritten is not None:
-            return _replace(base, action="returning", sql=rewritten, lookups=lookups)
-    shaped = _by_shape(body, params, many, table.pk, {name[-1], *((alias.text,) if alias else ())})
-    if shaped is not None:
-        values, changed = _set_values(body, params, many, lookups)
-        return _replace(base, action="shape", pks=shaped, values=values, lookup_changed=changed)
-    if pk_index is not None and not many:
-        changed = any(t.kind in ("word", "ident") and t.text in lookups for t in body)
-        return _replace(base, action="returned", lookup_changed=changed)
-    return _replace(base, action="flush")
-
-
-def _replace(outcome: Outcome, **changes: Any) -> Outcome:
-    from dataclasses import replace
-
-    return replace(outcome, **changes)
 
 
 def _quote(token: Token) -> str:
@@ -358,13 +281,13 @@ def _own_returning(body: list[Token], qualifiers: set[str]) -> list[str | None] 
         return None
     columns: list[str | None] = []
     for item in _items(body[start + 1 :]):
-        names = _names(item)
+        named = names(item)
         column = None
-        if names and names[0][1] == 0 and _qualified_by(names[0][0], qualifiers):
-            tail = item[names[0][2] :]
+        if named and named[0][1] == 0 and _qualified_by(named[0][0], qualifiers):
+            tail = item[named[0][2] :]
             aliased = len(tail) == 1 or (len(tail) == 2 and tail[0].is_word("as"))
             if not tail or aliased:
-                column = names[0][0][-1]
+                column = named[0][0][-1]
         columns.append(column)
     return columns
 
@@ -374,11 +297,11 @@ def _qualified_by(name: Name, qualifiers: set[str]) -> bool:
     return len(name) == 1 or name[-2] in qualifiers
 
 
-def _items(tokens: list[Token]) -> list[list[Token]]:
+def _items(found: list[Token]) -> list[list[Token]]:
     """Tokens split at the commas outside parentheses."""
     items: list[list[Token]] = [[]]
-    base = tokens[0].depth if tokens else 0
-    for token in tokens:
+    base = found[0].depth if found else 0
+    for token in found:
         if token.text == "," and token.depth == base:
             items.append([])
         else:
@@ -401,20 +324,16 @@ def _with_returning(
     return f"{sql[:end]} RETURNING {columns}"
 
 
-def _by_shape(
-    body: list[Token], params: Any, many: bool, pk: str, qualifiers: set[str]
-) -> tuple[Any, ...] | None:
-    """The pks of ``... WHERE [t.]pk = %s`` or ``IN (%s, ...)``, read from the parameters."""
+def _by_shape(body: list[Token], pk: str, qualifiers: set[str]) -> tuple[int, int] | None:
+    """Where the pks of ``... WHERE [t.]pk = %s`` or ``IN (%s, ...)`` are in the parameters."""
     where = _top(body, "where")
-    rows = _param_rows(params, many)
-    if where is None or rows is None:
+    if where is None:
         return None
-    stop = _top(body, "returning")
-    clause = body[where + 1 : stop]
-    names = _names(clause)
-    if not names or names[0][1] != 0:
+    clause = body[where + 1 : _top(body, "returning")]
+    found = names(clause)
+    if not found or found[0][1] != 0:
         return None
-    column, _, after = names[0]
+    column, _, after = found[0]
     if column[-1] != pk or not _qualified_by(column, qualifiers):
         return None
     rest = [t.kind if t.kind == "param" else t.text for t in clause[after:]]
@@ -430,46 +349,31 @@ def _by_shape(
         count = len(listed) // 2 + 1
     else:
         return None
-    total = sum(1 for t in body if t.kind == "param")
-    first = sum(1 for t in body[: where + 1] if t.kind == "param")
-    if any(len(row) != total for row in rows):
-        return None
-    return tuple(v for row in rows for v in row[first : first + count])
+    return sum(1 for t in body[: where + 1] if t.kind == "param"), count
 
 
-def _param_rows(params: Any, many: bool) -> list[Sequence[Any]] | None:
-    def is_row(value: Any) -> bool:
-        return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-
-    if not many:
-        return [params] if is_row(params) else None
-    rows = list(params) if is_row(params) else []
-    return rows if rows and all(is_row(r) for r in rows) else None
-
-
-def _set_values(
-    body: list[Token], params: Any, many: bool, lookups: Sequence[str]
-) -> tuple[dict[str, tuple[Any, ...]], bool]:
-    """New values of lookup columns set to a parameter; whether one is set otherwise."""
+def _set_params(
+    body: list[Token], lookups: Sequence[str]
+) -> tuple[tuple[tuple[str, int], ...], bool]:
+    """Where the new values of lookup columns set to a parameter are; whether a lookup
+    column is set to anything else."""
     start = _top(body, "set")
     if start is None or not lookups:
-        return {}, False
+        return (), False
     stop = _top(body, "from", "where", "returning") or len(body)
-    rows = _param_rows(params, many) or []
-    values: dict[str, tuple[Any, ...]] = {}
+    found: list[tuple[str, int]] = []
     changed = False
+    index = sum(1 for t in body[:start] if t.kind == "param")
     for item in _items(body[start + 1 : stop]):
-        names = _names(item)
-        if not names or names[0][1] != 0:  # (a, b) = (...): a row of columns
+        named = names(item)
+        params = [t for t in item if t.kind == "param"]
+        if not named or named[0][1] != 0:  # (a, b) = (...): a row of columns
             changed |= any(t.text in lookups for t in item if t.kind in ("word", "ident"))
-            continue
-        column = names[0][0][-1]
-        if column not in lookups:
-            continue
-        shape = [t.kind if t.kind == "param" else t.text for t in item[names[0][2] :]]
-        if shape != ["=", "param"] or not rows:
-            changed = True
-            continue
-        index = sum(1 for t in body if t.kind == "param" and t.start < item[-1].start)
-        values[column] = tuple(row[index] for row in rows)
-    return values, changed
+        elif named[0][0][-1] in lookups:
+            shape = [t.kind if t.kind == "param" else t.text for t in item[named[0][2] :]]
+            if shape == ["=", "param"]:
+                found.append((named[0][0][-1], index))
+            else:
+                changed = True
+        index += len(params)
+    return tuple(found), changed

@@ -14,15 +14,17 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import invalidation, relations
 from .client import REDIS_ERRORS, Unavailable
-from .sqlshape import Outcome, Table, classify, table_name
+from .sqllex import head
+from .sqlshape import Outcome, Table, Tables, classify
 
 __all__ = ["install", "reset", "was_handled"]
 
 logger = logging.getLogger("django_cachestrat")
 
-# The words a write can start with, and the starts of text that may hide one (a comment,
-# a CTE). Anything else is a read and pays for this one prefix test only.
-_KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "MERGE", "WITH", "--", "/*")
+# The words a write can start with, and a CTE, which may hold one. Anything else is a read
+# and pays for this one prefix test only (a read after a leading comment, for a second one).
+_KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "MERGE", "WITH")
+_COMMENTS = ("--", "/*")
 
 Model = type[models.Model]
 
@@ -34,29 +36,29 @@ class _Catalog:
         watched = {m._meta.concrete_model or m for m in invalidation.watched_models()}
         self.graph = graph = relations.Graph()
         self.models: dict[str, Model] = {}
-        self.tables: dict[str, Table] = {}
+        specs: list[Table] = []
         self.dependents: dict[str, list[Model]] = {}
         truncating = graph.referenced_by(watched)
         for model in relations.concrete_models():
             cached = model in watched
             dependents = [m for m in graph.database_dependents(model) if _is_cached(m)]
             if cached or dependents or model._meta.db_table in truncating:
-                self._add(model, cached, dependents)
-        names = {table_name(t)[-1] for t in self.tables}
+                specs.append(self._add(model, cached, dependents))
+        self.tables = Tables(specs)
+        names = self.tables.last_names
+        # One scan tells a write that names no watched table (most writes to other tables).
         self.mention = (
-            re.compile("|".join(re.escape(n) for n in sorted(names)), re.IGNORECASE)
-            if names
-            else None
+            re.compile("|".join(re.escape(n) for n in names), re.IGNORECASE) if names else None
         )
 
-    def _add(self, model: Model, cached: bool, dependents: list[Model]) -> None:
+    def _add(self, model: Model, cached: bool, dependents: list[Model]) -> Table:
         table = model._meta.db_table
         pk = model._meta.pk
         single = pk is not None and pk.column is not None
         lookups = tuple(f.column for f in _lookup_fields(model)) if cached else ()
         self.models[table] = model
-        self.tables[table] = Table(table, str(pk.column) if single else None, lookups, cached)
         self.dependents[table] = dependents
+        return Table(table, str(pk.column) if single else None, lookups, cached)
 
 
 def _is_cached(model: Model) -> bool:
@@ -99,7 +101,12 @@ Execute = Callable[[Any, Any, bool, dict[str, Any]], Any]
 def _wrapper(execute: Execute, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
     # Reads pay for one prefix test and nothing more.
     text = sql if isinstance(sql, str) else _render(sql, context)
-    if text is None or not text.lstrip()[:8].upper().startswith(_KINDS):
+    if text is None:
+        return execute(sql, params, many, context)
+    start = text.lstrip()[:8].upper()
+    if not start.startswith(_KINDS) and not (
+        start.startswith(_COMMENTS) and head(text).startswith(_KINDS)
+    ):
         return execute(sql, params, many, context)
     conn: BaseDatabaseWrapper = context["connection"]
     known = catalog()
