@@ -24,7 +24,7 @@ logger = logging.getLogger("django_cachestrat")
 # The words a write can start with, and a CTE, which may hold one. Anything else is a read
 # and pays for this one prefix test only (a read after a leading comment, for a second one).
 _KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "MERGE", "WITH")
-_COMMENTS = ("--", "/*")
+_STARTS = (*_KINDS, "--", "/*")
 
 Model = type[models.Model]
 
@@ -100,13 +100,20 @@ Execute = Callable[[Any, Any, bool, dict[str, Any]], Any]
 
 def _wrapper(execute: Execute, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
     # Reads pay for one prefix test and nothing more.
-    text = sql if isinstance(sql, str) else _render(sql, context)
+    if isinstance(sql, str):
+        if not sql.lstrip()[:8].upper().startswith(_STARTS):
+            return execute(sql, params, many, context)
+        return _capture(execute, sql, sql, params, many, context)
+    text = _render(sql, context)  # a psycopg sql.Composed, say: read it, run it as given
     if text is None:
         return execute(sql, params, many, context)
-    start = text.lstrip()[:8].upper()
-    if not start.startswith(_KINDS) and not (
-        start.startswith(_COMMENTS) and head(text).startswith(_KINDS)
-    ):
+    return _capture(execute, sql, text, params, many, context)
+
+
+def _capture(
+    execute: Execute, sql: Any, text: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    if not head(text).startswith(_KINDS):  # a read after a comment, or a Composed read
         return execute(sql, params, many, context)
     conn: BaseDatabaseWrapper = context["connection"]
     known = catalog()
