@@ -165,15 +165,23 @@ def invalidate_pks(
     values: dict[str, list[Any]] | None = None,
 ) -> None:
     """Drop rows, and lookups of the given ``{field: values}``, once the write commits."""
-    pks = list(pks)
+    _invalidate(model, list(pks), using or DEFAULT_DB_ALIAS, values)
+
+
+def _invalidate(
+    model: type[models.Model],
+    pks: list[Any],
+    using: str,
+    values: dict[str, list[Any]] | None,
+    instance: models.Model | None = None,
+) -> None:
     plans = family(model)
     if not plans or not pks:
         return
-    using = using or DEFAULT_DB_ALIAS
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
-    for group, group_pks in _by_pk_terms(model, plans, pks, using):
+    for group, group_pks in _by_pk_terms(model, plans, pks, using, instance):
         try:
             group_pks = [group[0].clean_pk(pk) for pk in group_pks]
             keys = _keys_for(group, group_pks, values)
@@ -186,16 +194,28 @@ def invalidate_pks(
 
 
 def _by_pk_terms(
-    model: type[models.Model], plans: list[ModelPlan], pks: list[Any], using: str
+    model: type[models.Model],
+    plans: list[ModelPlan],
+    pks: list[Any],
+    using: str,
+    instance: models.Model | None,
 ) -> list[tuple[list[ModelPlan], list[Any]]]:
     """The plans grouped by the pks that name the rows in each: the same values, except
-    for a multi-table-inheritance relative whose primary key is its own."""
+    for a multi-table-inheritance relative whose primary key is its own: a child's are
+    looked up, an ancestor's read from the saved instance."""
     concrete = model._meta.concrete_model or model
     same = [p for p in plans if relations.shares_pk(concrete, p.concrete)]
     groups = [(same, pks)] if same else []
     for plan in plans:
-        if plan not in same:
-            groups.append(([plan], relations.relative_pks(concrete, plan.concrete, pks, using)))
+        if plan in same:
+            continue
+        if plan.concrete in concrete._meta.get_parent_list():
+            if instance is None:  # a write to this table leaves an ancestor's rows as they are
+                continue
+            relative = [getattr(instance, plan.pk_field.attname, None)]
+        else:
+            relative = relations.child_pks(concrete, plan.concrete, pks, using)
+        groups.append(([plan], [pk for pk in relative if pk is not None]))
     return [(group, group_pks) for group, group_pks in groups if group_pks]
 
 
@@ -240,7 +260,7 @@ def _on_write(sender: type[models.Model], instance: models.Model, using: str, **
         for plan in family(sender)
         for name, field in plan.lookup_fields.items()
     }
-    invalidate_pks(sender, [instance.pk], using, values)
+    _invalidate(sender, [instance.pk], using, values, instance)
 
 
 def watched_models() -> list[type[models.Model]]:

@@ -9,7 +9,7 @@ from typing import Any
 from django.apps import apps
 from django.db import models
 
-__all__ = ["Graph", "concrete_models", "relative_pks", "shares_pk"]
+__all__ = ["Graph", "child_pks", "concrete_models", "shares_pk"]
 
 Model = type[models.Model]
 
@@ -117,14 +117,11 @@ def _link_path(child: Model, ancestor: Model) -> str:
     return "__".join(parts)
 
 
-def relative_pks(model: Model, other: Model, pks: list[Any], using: str) -> list[Any]:
-    """The pks, in ``other``'s terms, of the rows of ``model`` given by ``pks`` (one
-    ``SELECT`` when the two do not share pk values)."""
-    if shares_pk(model, other):
+def child_pks(model: Model, child: Model, pks: list[Any], using: str) -> list[Any]:
+    """The pks of the ``child`` rows of the ``model`` rows given by ``pks`` (one ``SELECT``
+    when the two do not share pk values)."""
+    if shares_pk(model, child):
         return pks
-    if model in other._meta.get_parent_list():  # other is the child: find it by its link
-        children: models.QuerySet[models.Model] = models.QuerySet(other, using=using)
-        children = children.filter(**{f"{_link_path(other, model)}__in": pks})
-        return list(children.values_list("pk", flat=True))
-    rows: models.QuerySet[models.Model] = models.QuerySet(model, using=using)
-    return list(rows.filter(pk__in=pks).values_list(_link_path(model, other), flat=True))
+    rows: models.QuerySet[models.Model] = models.QuerySet(child, using=using)
+    rows = rows.filter(**{f"{_link_path(child, model)}__in": pks})
+    return list(rows.values_list("pk", flat=True))

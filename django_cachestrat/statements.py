@@ -75,11 +75,6 @@ def catalog() -> _Catalog:
     return _catalog
 
 
-def tables() -> dict[str, Model]:
-    """db_table → model, for every table whose writes can change a cached row."""
-    return catalog().models
-
-
 def reset() -> None:
     global _catalog
     _catalog = None

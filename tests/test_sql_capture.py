@@ -225,6 +225,20 @@ def test_a_raw_update_returning_its_pks_names_its_rows(redis_client):
     assert generation(redis_client, Profile) is None
 
 
+def test_executemany_names_the_pk_of_each_parameter_row(redis_client):
+    a, b, kept = TeamFactory(name="a"), TeamFactory(name="b"), TeamFactory(name="k")
+    for team in (a, b, kept):
+        warm(Team, team.pk)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            'UPDATE "testapp_team" SET "name" = %s WHERE "testapp_team"."id" = %s',
+            [("a2", a.pk), ("b2", b.pk)],
+        )
+    assert (Team.cached.get(pk=a.pk).name, Team.cached.get(pk=b.pk).name) == ("a2", "b2")
+    assert is_cached(Team, kept.pk)
+    assert generation(redis_client, Team) is None
+
+
 def test_a_mass_update_is_not_read_into_memory_to_be_flushed(redis_client, monkeypatch):
     monkeypatch.setattr(invalidation, "BULK_LIMIT", 100)
     Profile.objects.bulk_create([Profile(username=f"mass{i}") for i in range(300)])
