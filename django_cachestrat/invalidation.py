@@ -221,7 +221,12 @@ def _by_pk_terms(
 
 def invalidate_unknown(model: type[models.Model], using: str) -> None:
     """Rows changed but not named (a bulk write the app cannot list): flush the model."""
-    plans = family(model)
+    invalidate_models([model], using)
+
+
+def invalidate_models(changed: Iterable[type[models.Model]], using: str) -> None:
+    """Flush several models at once: one pipelined round trip for all their generations."""
+    plans = list({plan: None for model in changed for plan in family(model)})
     if plans:
         generations = {p.keys.generation for p in plans}
         _apply(plans, using, Change(None, generations=generations, flushed=True))

@@ -167,16 +167,13 @@ def _settle(outcome: Outcome, context: dict[str, Any], using: str) -> None:
         deleted = cursor.rowcount != 0
     if outcome.kind in ("delete", "merge") and deleted:
         # The database's own ON DELETE actions changed rows no statement names.
-        for dependent in known.dependents[table]:
-            invalidation.invalidate_unknown(dependent, using)
+        invalidation.invalidate_models(known.dependents[table], using)
 
 
 def _flush(known: _Catalog, table: str, using: str, cascade: bool = False) -> None:
     model = known.models[table]
-    for each in [model, *(known.graph.truncated_with(model) if cascade else ())]:
-        invalidation.invalidate_unknown(each, using)
-    for dependent in known.dependents.get(table, ()):
-        invalidation.invalidate_unknown(dependent, using)
+    emptied = known.graph.truncated_with(model) if cascade else []
+    invalidation.invalidate_models([model, *emptied, *known.dependents[table]], using)
 
 
 def _fetch(cursor: Any) -> list[Any] | None:
