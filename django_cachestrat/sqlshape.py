@@ -10,7 +10,7 @@ from typing import Any, Literal
 from . import sqlclauses as clauses
 from .sqllex import Name, Token, names, rough_names, split, table_name, tokens
 
-__all__ = ["Outcome", "Table", "Tables", "classify"]
+__all__ = ["Outcome", "Table", "Tables", "classify", "mentioned"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,12 @@ def _param_rows(params: Any, many: bool) -> list[Sequence[Any]] | None:
         return [params] if is_row(params) else None
     rows = list(params) if is_row(params) else []
     return rows if rows and all(is_row(r) for r in rows) else None
+
+
+def mentioned(sql: str, tables: Tables) -> Outcome:
+    """Flush every table the text names: what is left when a statement cannot be read."""
+    found = tokens(sql)
+    return _mentioned(rough_names(sql) if found is None else found, tables)
 
 
 def _mentioned(found: list[Token], tables: Tables) -> Outcome:

@@ -15,7 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from . import invalidation, relations
 from .client import REDIS_ERRORS, Unavailable
 from .sqllex import head
-from .sqlshape import Outcome, Table, Tables, classify
+from .sqlshape import Outcome, Table, Tables, classify, mentioned
 
 __all__ = ["install", "reset", "was_handled"]
 
@@ -114,14 +114,18 @@ def _capture(
     known = catalog()
     if known.mention is None or not known.mention.search(text):
         return execute(sql, params, many, context)
-    outcome = classify(
-        text,
-        params,
-        known.tables,
-        many=many,
-        returning=isinstance(sql, str) and _can_return(conn),
-        qualify=conn.vendor == "postgresql",
-    )
+    try:
+        outcome = classify(
+            text,
+            params,
+            known.tables,
+            many=many,
+            returning=isinstance(sql, str) and _can_return(conn),
+            qualify=conn.vendor == "postgresql",
+        )
+    except Exception:  # a statement this reader cannot take: run it, and flush what it names
+        logger.exception("could not read a write statement; flushing the tables it names")
+        outcome = mentioned(text, known.tables)
     if outcome.action == "untouched" and outcome.kind != "delete":  # only its cascades matter
         return execute(sql, params, many, context)
     _mark(None, None)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from django_cachestrat.sqllex import head, table_name
-from django_cachestrat.sqlshape import Outcome, Table, Tables, classify
+from django_cachestrat.sqlshape import Outcome, Table, Tables, classify, mentioned
 
 TABLES = Tables(
     [
@@ -403,3 +403,18 @@ def test_table_names_are_read_as_django_quotes_them(db_table: str, name: tuple[s
 )
 def test_head_skips_leading_comments(sql: str, start: str) -> None:
     assert head(sql) == start
+
+
+@pytest.mark.parametrize(
+    ("sql", "flushed"),
+    [
+        (
+            "UPDATE testapp_profile SET team_id = NULL FROM testapp_team",
+            {"testapp_profile", "testapp_team"},
+        ),
+        ("UPDATE testapp_profile SET bio = 'open", {"testapp_profile"}),
+        ("UPDATE testapp_plain SET title = 'x'", set()),
+    ],
+)
+def test_what_is_left_when_a_statement_cannot_be_read(sql: str, flushed: set[str]) -> None:
+    assert set(mentioned(sql, TABLES).flushed) == flushed
