@@ -288,18 +288,20 @@ def test_database_cascade_from_an_uncached_parent_drops_the_cached_children():
 
 
 @needs_db_on_delete
-def test_database_set_null_and_cascade_from_a_cached_parent():
-    from tests.dbcascade.models import Author, Book, Chapter, Review
+def test_database_set_null_set_default_and_cascade_from_a_cached_parent():
+    from tests.dbcascade.models import Author, Book, Bookmark, Chapter, Review
 
     book = Book.objects.create(author=Author.objects.create(name="a"), title="b")
     chapter = Chapter.objects.create(book=book, title="c")
     review = Review.objects.create(book=book, text="r")
+    bookmark = Bookmark.objects.create(book=book)
     kept = Review.objects.create(book=None, text="k")
-    warm(Chapter, chapter.pk)
-    warm(Review, review.pk)
+    for model, pk in [(Chapter, chapter.pk), (Review, review.pk), (Bookmark, bookmark.pk)]:
+        warm(model, pk)
     with transaction.atomic():
         book.delete()
     with pytest.raises(Chapter.DoesNotExist):
         Chapter.cached.get(pk=chapter.pk)
     assert Review.cached.get(pk=review.pk).book_id is None
+    assert Bookmark.cached.get(pk=bookmark.pk).book_id is None  # the column's db_default
     assert Review.cached.get(pk=kept.pk).text == "k"

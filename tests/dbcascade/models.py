@@ -26,3 +26,10 @@ class Chapter(CacheAsideMixin, models.Model):
 class Review(CacheAsideMixin, models.Model):
     book = models.ForeignKey(Book, null=True, on_delete=models.DB_SET_NULL)
     text = models.CharField(max_length=50)
+
+
+class Bookmark(CacheAsideMixin, models.Model):
+    """Its foreign key is set to the column's database default when the book goes."""
+
+    book = models.ForeignKey(Book, null=True, db_default=None, on_delete=models.DB_SET_DEFAULT)
+    page = models.IntegerField(default=1)
