@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models, router
 from django.db.models.signals import post_delete, post_save
 
-from . import counter_saves, reads, statements, transactions
+from . import counter_saves, reads, relations, statements, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -172,28 +172,68 @@ def invalidate_pks(
     values: dict[str, list[Any]] | None = None,
 ) -> None:
     """Drop rows, and lookups of the given ``{field: values}``, once the write commits."""
-    pks = list(pks)
+    _invalidate(model, list(pks), using or DEFAULT_DB_ALIAS, values)
+
+
+def _invalidate(
+    model: type[models.Model],
+    pks: list[Any],
+    using: str,
+    values: dict[str, list[Any]] | None,
+    instance: models.Model | None = None,
+) -> None:
     plans = family(model)
     if not plans or not pks:
         return
-    using = using or DEFAULT_DB_ALIAS
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
-    try:
-        pks = [plans[0].clean_pk(pk) for pk in pks]
-        keys = _keys_for(plans, pks, values)
-        change = Change(pks, keys)
-        hash(frozenset(pks))
-    except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
-        invalidate_unknown(model, using)
-        return
-    _apply(plans, using, change)
+    for group, group_pks in _by_pk_terms(model, plans, pks, using, instance):
+        try:
+            group_pks = [group[0].clean_pk(pk) for pk in group_pks]
+            keys = _keys_for(group, group_pks, values)
+            change = Change(group_pks, keys)
+            hash(frozenset(group_pks))
+        except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
+            invalidate_unknown(model, using)
+            return
+        _apply(group, using, change)
+
+
+def _by_pk_terms(
+    model: type[models.Model],
+    plans: list[ModelPlan],
+    pks: list[Any],
+    using: str,
+    instance: models.Model | None,
+) -> list[tuple[list[ModelPlan], list[Any]]]:
+    """The plans grouped by the pks that name the rows in each: the same values, except
+    for a multi-table-inheritance relative whose primary key is its own: a child's are
+    looked up, an ancestor's read from the saved instance."""
+    concrete = model._meta.concrete_model or model
+    same = [p for p in plans if relations.shares_pk(concrete, p.concrete)]
+    groups = [(same, pks)] if same else []
+    for plan in plans:
+        if plan in same:
+            continue
+        if plan.concrete in concrete._meta.get_parent_list():
+            if instance is None:  # a write to this table leaves an ancestor's rows as they are
+                continue
+            relative = [getattr(instance, plan.pk_field.attname, None)]
+        else:
+            relative = relations.child_pks(concrete, plan.concrete, pks, using)
+        groups.append(([plan], [pk for pk in relative if pk is not None]))
+    return [(group, group_pks) for group, group_pks in groups if group_pks]
 
 
 def invalidate_unknown(model: type[models.Model], using: str) -> None:
     """Rows changed but not named (a bulk write the app cannot list): flush the model."""
-    plans = family(model)
+    invalidate_models([model], using)
+
+
+def invalidate_models(changed: Iterable[type[models.Model]], using: str) -> None:
+    """Flush several models at once: one pipelined round trip for all their generations."""
+    plans = list({plan: None for model in changed for plan in family(model)})
     if plans:
         generations = {p.keys.generation for p in plans}
         _apply(plans, using, Change(None, generations=generations, flushed=True))
@@ -227,7 +267,7 @@ def _on_write(sender: type[models.Model], instance: models.Model, using: str, **
         for plan in family(sender)
         for name, field in plan.lookup_fields.items()
     }
-    invalidate_pks(sender, [instance.pk], using, values)
+    _invalidate(sender, [instance.pk], using, values, instance)
 
 
 def watched_models() -> list[type[models.Model]]:

@@ -3,42 +3,82 @@ the database layer: an execute wrapper on each connection invalidates what they 
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import invalidation, transactions
+from . import invalidation, relations, transactions
+from .client import REDIS_ERRORS, Unavailable
+from .sqllex import head
+from .sqlshape import Outcome, Table, Tables, classify, mentioned
 
-__all__ = ["install", "reset"]
+__all__ = ["install", "reset", "was_handled"]
 
-_TARGET = re.compile(
-    r"""^\s*(UPDATE|DELETE\s+FROM|INSERT\s+INTO)\s+[`"\[]?([\w$]+)[`"\]]?""", re.IGNORECASE
-)
-_QUOTED = re.compile(r"""[`"]([^`"]+)[`"]""")
-_RETURNING = re.compile(r"""\s+RETURNING\s+[\w`".,\s]+$""", re.IGNORECASE)
-_KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "RELEASE")
+logger = logging.getLogger("django_cachestrat")
 
-_tables: dict[str, type[models.Model]] | None = None
+# The words a write can start with, and a CTE, which may hold one. Anything else is a read
+# and pays for this one prefix test only (a read after a leading comment, for a second one).
+_KINDS = ("UPDATE", "DELETE", "INSERT", "TRUNCATE", "MERGE", "WITH")
+# RELEASE SAVEPOINT: inside a test case, the commit of a user's atomic() for the cache.
+_STARTS = (*_KINDS, "--", "/*", "RELEASE")
+
+Model = type[models.Model]
 
 
-def tables() -> dict[str, type[models.Model]]:
-    """db_table → model, for every table whose rows some cached model stores."""
-    global _tables
-    if _tables is None:
-        _tables = {}
-        for model in invalidation.watched_models():
-            if not model._meta.proxy:
-                _tables[model._meta.db_table] = model
-    return _tables
+class _Catalog:
+    """Tables whose writes matter, built once from the models and the settings."""
+
+    def __init__(self) -> None:
+        watched = {m._meta.concrete_model or m for m in invalidation.watched_models()}
+        self.graph = graph = relations.Graph()
+        self.models: dict[str, Model] = {}
+        specs: list[Table] = []
+        self.dependents: dict[str, list[Model]] = {}
+        truncating = graph.referenced_by(watched)
+        for model in relations.concrete_models():
+            cached = model in watched
+            dependents = [m for m in graph.database_dependents(model) if _is_cached(m)]
+            if cached or dependents or model._meta.db_table in truncating:
+                specs.append(self._add(model, cached, dependents))
+        self.tables = Tables(specs)
+        names = self.tables.last_names
+        # One scan tells a write that names no watched table (most writes to other tables).
+        self.mention = (
+            re.compile("|".join(re.escape(n) for n in names), re.IGNORECASE) if names else None
+        )
+
+    def _add(self, model: Model, cached: bool, dependents: list[Model]) -> Table:
+        table = model._meta.db_table
+        pk = model._meta.pk
+        single = pk is not None and pk.column is not None
+        lookups = tuple(f.column for f in _lookup_fields(model)) if cached else ()
+        self.models[table] = model
+        self.dependents[table] = dependents
+        return Table(table, str(pk.column) if single else None, lookups, cached)
+
+
+def _is_cached(model: Model) -> bool:
+    return bool(invalidation.family(model))
+
+
+_catalog: _Catalog | None = None
+
+
+def catalog() -> _Catalog:
+    global _catalog
+    if _catalog is None:
+        _catalog = _Catalog()
+    return _catalog
 
 
 def reset() -> None:
-    global _tables
-    _tables = None
+    global _catalog
+    _catalog = None
 
 
 def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
@@ -51,138 +91,167 @@ def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
         connection.execute_wrappers.append(_wrapper)
 
 
-Execute = Callable[[str, Any, bool, dict[str, Any]], Any]
+Execute = Callable[[Any, Any, bool, dict[str, Any]], Any]
 
 
 def _wrapper(execute: Execute, sql: Any, params: Any, many: bool, context: dict[str, Any]) -> Any:
     # Reads pay for one prefix test and nothing more.
-    if not isinstance(sql, str) or not sql.lstrip()[:8].upper().startswith(_KINDS):
+    if isinstance(sql, str):
+        start = sql.lstrip()[:8].upper()
+        if not start.startswith(_STARTS):
+            return execute(sql, params, many, context)
+        if start.startswith("RELEASE"):
+            result = execute(sql, params, many, context)
+            transactions.released(context["connection"], sql)
+            return result
+        return _capture(execute, sql, sql, params, many, context)
+    text = _render(sql, context)  # a psycopg sql.Composed, say: read it, run it as given
+    if text is None:
         return execute(sql, params, many, context)
-    conn: BaseDatabaseWrapper = context["connection"]
-    head = sql.lstrip()[:8].upper()
-    if head.startswith("RELEASE"):  # a savepoint: inside a test case, maybe a commit
-        result = execute(sql, params, many, context)
-        transactions.released(conn, sql)
-        return result
-    invalidation.note_write(conn.alias)
-    if head.startswith("TRUNCATE"):
-        result = execute(sql, params, many, context)
-        _truncated(sql, conn.alias)
-        return result
-    match = _TARGET.match(sql)
-    model = tables().get(match.group(2)) if match else None
-    if model is None:
-        return execute(sql, params, many, context)
-    if head.startswith("INSERT"):
-        return _inserted_rows(execute, sql, params, many, context, model)
-    return _changed_rows(execute, sql, params, many, context, model, head)
+    return _capture(execute, sql, text, params, many, context)
 
 
-class _Handled(threading.local):
-    """The rows the last statement in this thread invalidated through RETURNING, so the
-    model signal that follows it (``save()``, ``delete()``) need not do it again."""
-
-    label: str | None = None
-    pks: frozenset[Any] = frozenset()
-
-
-_handled = _Handled()
-
-
-def was_handled(model: type[models.Model], pk: Any) -> bool:
-    concrete = model._meta.concrete_model or model
-    try:
-        return _handled.label == concrete._meta.label_lower and pk in _handled.pks
-    except TypeError:  # an unhashable pk value
-        return False
-
-
-def _mark(model: type[models.Model], pks: list[Any] | None) -> None:
-    _handled.label = model._meta.label_lower if pks is not None else None
-    _handled.pks = frozenset(pks or ())
-
-
-def _inserted_rows(
-    execute: Execute,
-    sql: str,
-    params: Any,
-    many: bool,
-    context: dict[str, Any],
-    model: type[models.Model],
+def _capture(
+    execute: Execute, sql: Any, text: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
+    if not head(text).startswith(_KINDS):  # a read after a comment, or a Composed read
+        return execute(sql, params, many, context)
     conn: BaseDatabaseWrapper = context["connection"]
-    result = execute(sql, params, many, context)
-    upper = sql.upper()
-    if "ON CONFLICT" in upper and "DO UPDATE" in upper:
-        # An upsert may have changed rows that exist: they cannot be named here.
-        invalidation.invalidate_unknown(model, conn.alias)
-    pks = None if many else _returned_pks(context, sql, model)
-    invalidation.invalidate_absences(model, conn.alias, pks)
-    _mark(model, pks)
+    invalidation.note_write(conn.alias)  # to any table: the transaction fills no more
+    known = catalog()
+    if known.mention is None or not known.mention.search(text):
+        return execute(sql, params, many, context)
+    try:
+        outcome = classify(
+            text,
+            params,
+            known.tables,
+            many=many,
+            returning=isinstance(sql, str) and _can_return(conn),
+            qualify=conn.vendor == "postgresql",
+        )
+    except Exception:  # a statement this reader cannot take: run it, and flush what it names
+        logger.exception("could not read a write statement; flushing the tables it names")
+        outcome = mentioned(text, known.tables)
+    if outcome.action == "untouched" and outcome.kind != "delete":  # only its cascades matter
+        return execute(sql, params, many, context)
+    _mark(None, None)
+    result = execute(outcome.sql or sql, params, many, context)
+    try:
+        _settle(outcome, context, conn.alias)
+    except (Unavailable, *REDIS_ERRORS):
+        raise  # FAIL_OPEN = False: the invalidation is kept for replay, and the error rises
+    except Exception:  # the statement has run: never fail it now, flush instead
+        logger.exception("could not read the rows of a write; flushing its tables")
+        for table in {outcome.target, *outcome.flushed} - {None}:
+            _flush(known, str(table), conn.alias)
     return result
 
 
-def _returned_pks(context: dict[str, Any], sql: str, model: type[models.Model]) -> list[Any] | None:
-    """The pks an ``INSERT … RETURNING pk, …`` produced, read and then rewound so Django
+def _render(sql: Any, context: dict[str, Any]) -> str | None:
+    """The text of a psycopg ``sql.Composable`` statement, to inspect (it runs as given)."""
+    as_string = getattr(sql, "as_string", None)
+    raw = getattr(context["connection"], "connection", None)
+    if as_string is None or raw is None:
+        return None
+    try:
+        return str(as_string(raw))
+    except Exception:  # a Composable this connection cannot render: psycopg will say why
+        return None
+
+
+def _settle(outcome: Outcome, context: dict[str, Any], using: str) -> None:
+    known = catalog()
+    if outcome.kind in ("truncate", "write"):
+        for table in outcome.flushed:
+            _flush(known, table, using, cascade=outcome.cascade)
+        return
+    table = str(outcome.target)
+    model = known.models[table]
+    cursor = context["cursor"]
+    if outcome.action == "returning":
+        rows = _fetch(cursor)
+        _changed(model, rows, outcome, using)
+        deleted = rows is None or bool(rows)
+    else:
+        _written(model, outcome, cursor, using)
+        deleted = cursor.rowcount != 0
+    if outcome.kind in ("delete", "merge") and deleted:
+        # The database's own ON DELETE actions changed rows no statement names.
+        invalidation.invalidate_models(known.dependents[table], using)
+
+
+def _flush(known: _Catalog, table: str, using: str, cascade: bool = False) -> None:
+    model = known.models[table]
+    emptied = known.graph.truncated_with(model) if cascade else []
+    invalidation.invalidate_models([model, *emptied, *known.dependents[table]], using)
+
+
+def _fetch(cursor: Any) -> list[Any] | None:
+    """The rows a statement returned, or None past ``BULK_LIMIT`` (never all in Python)."""
+    limit = invalidation.BULK_LIMIT
+    count = getattr(cursor, "rowcount", -1)
+    if count is not None and count > limit:
+        return None
+    rows = cursor.fetchmany(limit + 1)
+    return None if len(rows) > limit else list(rows)
+
+
+def _changed(model: Model, rows: list[Any] | None, outcome: Outcome, using: str) -> None:
+    if rows is None:
+        invalidation.invalidate_unknown(model, using)
+        return
+    names = _names_of(model, outcome.lookups)
+    values = {names[c]: [row[i + 1] for row in rows] for i, c in enumerate(outcome.lookups)}
+    pks = [row[0] for row in rows]
+    invalidation.invalidate_pks(model, pks, using, values=values)
+    _mark(model, pks)
+
+
+def _written(model: Model, outcome: Outcome, cursor: Any, using: str) -> None:
+    """A statement run as written: name its rows from its shape or its own RETURNING."""
+    if outcome.action == "untouched":
+        return
+    returned = outcome.action == "returned" or outcome.kind == "insert"
+    pks = _own_returned(cursor, outcome.pk_index) if returned else None
+    if outcome.kind in ("insert", "merge"):
+        if outcome.upsert:  # rows that existed may have changed: they cannot be named
+            invalidation.invalidate_unknown(model, using)
+        invalidation.invalidate_absences(model, using, pks)
+        _mark(model, pks)
+        return
+    if outcome.action == "shape":
+        pks = list(outcome.pks)
+        names = _names_of(model, tuple(outcome.values))
+        values = {names[c]: list(v) for c, v in outcome.values.items()}
+        invalidation.invalidate_pks(model, pks, using, values=values)
+    elif pks is not None:  # the statement's own RETURNING named them
+        invalidation.invalidate_pks(model, pks, using)
+    else:
+        invalidation.invalidate_unknown(model, using)
+    if outcome.lookup_changed:
+        invalidation.invalidate_absences(model, using)
+    _mark(model, pks)
+
+
+def _own_returned(cursor: Any, index: int | None) -> list[Any] | None:
+    """The pks a statement's own ``RETURNING`` produced, read and then rewound so Django
     reads them too (client-side psycopg cursors keep every row in memory)."""
-    _, found, returning = sql.upper().rpartition(" RETURNING ")
-    if not found or model._meta.pk is None or model._meta.pk.column is None:
+    if index is None:
         return None
-    if _pk_column(model).upper() not in returning.split(",")[0]:
-        return None
-    cursor = getattr(context["cursor"], "cursor", None)
+    raw = getattr(cursor, "cursor", None)
     try:
         import psycopg
     except ImportError:
         return None
-    if not isinstance(cursor, psycopg.Cursor):  # client-side: every row in memory
+    if not isinstance(raw, psycopg.Cursor) or (raw.rowcount or 0) > invalidation.BULK_LIMIT:
         return None
-    rows = cursor.fetchall()
-    cursor.scroll(0, mode="absolute")
-    return [row[0] for row in rows]
+    rows = raw.fetchall()
+    raw.scroll(0, mode="absolute")
+    return [row[index] for row in rows]
 
 
-def _changed_rows(
-    execute: Execute,
-    sql: str,
-    params: Any,
-    many: bool,
-    context: dict[str, Any],
-    model: type[models.Model],
-    head: str,
-) -> Any:
-    conn: BaseDatabaseWrapper = context["connection"]
-    if model._meta.pk is None or model._meta.pk.column is None:  # a composite primary key
-        result = execute(sql, params, many, context)
-        invalidation.invalidate_unknown(model, conn.alias)
-        return result
-    if not many and _can_return(conn) and "RETURNING" not in sql.upper():
-        # The pks, and the new values of unique lookups (a cached "no such username" may
-        # now be wrong), cost a few returned columns instead of a read beforehand.
-        lookups = _lookup_fields(model) if head.startswith("UPDATE") else []
-        columns = [_pk_column(model), *(f.column for f in lookups)]
-        returning = ", ".join(conn.ops.quote_name(c) for c in columns)
-        result = execute(f"{sql.rstrip().rstrip(';')} RETURNING {returning}", params, many, context)
-        rows = context["cursor"].fetchall()
-        values = {f.name: [row[i + 1] for row in rows] for i, f in enumerate(lookups)}
-        returned = [row[0] for row in rows]
-        invalidation.invalidate_pks(model, returned, conn.alias, values=values)
-        _mark(model, returned)
-        return result
-    # Django 6 adds its own RETURNING when save() writes an expression (a counter's
-    # change): the pks are then read from the WHERE clause before it.
-    shaped = None if many else _pks_by_shape(_RETURNING.sub("", sql), params, model)
-    result = execute(sql, params, many, context)
-    if shaped is None:
-        invalidation.invalidate_unknown(model, conn.alias)
-        return result
-    invalidation.invalidate_pks(model, shaped, conn.alias)
-    if head.startswith("UPDATE") and any(f'{f.column}"' in sql for f in _lookup_fields(model)):
-        invalidation.invalidate_absences(model, conn.alias)
-    return result
-
-
-def _lookup_fields(model: type[models.Model]) -> list[Any]:
+def _lookup_fields(model: Model) -> list[Any]:
     """Cached unique lookups whose column lives in this model's table."""
     fields = {}
     for plan in invalidation.family(model):
@@ -192,28 +261,38 @@ def _lookup_fields(model: type[models.Model]) -> list[Any]:
     return list(fields.values())
 
 
-def _pks_by_shape(sql: str, params: Any, model: type[models.Model]) -> list[Any] | None:
-    """The pks of ``... WHERE "t"."pk" = %s`` or ``... IN (%s, ...)``, as Django writes
-    for ``save()``, deletes by pk and ``SET_NULL``, read from the parameters."""
-    if not isinstance(params, Sequence) or isinstance(params, str):
-        return None
-    column = re.escape(_pk_column(model))
-    table = re.escape(model._meta.db_table)
-    match = re.search(
-        rf"""WHERE\s+(?:[`"]?{table}[`"]?\.)?[`"]?{column}[`"]?\s*(=\s*%s|IN\s*\(([%s,\s]+)\))\s*$""",
-        sql,
-        re.IGNORECASE,
-    )
-    if match is None:
-        return None
-    count = 1 if match.group(2) is None else match.group(2).count("%s")
-    if count > len(params) or sql.count("%s") != len(params):
-        return None
-    return list(params[len(params) - count :])
+def _names_of(model: Model, columns: Iterable[str]) -> dict[str, str]:
+    by_column = {f.column: f.name for f in _lookup_fields(model)}
+    return {c: by_column[c] for c in columns}
 
 
-def _pk_column(model: type[models.Model]) -> str:
-    return str(model._meta.pk.column)
+class _Handled(threading.local):
+    """The rows the last write statement in this thread invalidated, so the model signal
+    that follows it (``save()``, ``delete()``) need not do it again."""
+
+    label: str | None = None
+    pks: frozenset[Any] = frozenset()
+
+
+_handled = _Handled()
+
+
+def was_handled(model: Model, pk: Any) -> bool:
+    concrete = model._meta.concrete_model or model
+    try:
+        return _handled.label == concrete._meta.label_lower and pk in _handled.pks
+    except TypeError:  # an unhashable pk value
+        return False
+
+
+def _mark(model: Model | None, pks: Iterable[Any] | None) -> None:
+    try:
+        _handled.pks = frozenset(pks or ())
+    except TypeError:
+        pks = None
+    _handled.label = model._meta.label_lower if model is not None and pks is not None else None
+    if _handled.label is None:
+        _handled.pks = frozenset()
 
 
 def _can_return(conn: BaseDatabaseWrapper) -> bool:
@@ -224,11 +303,3 @@ def _can_return(conn: BaseDatabaseWrapper) -> bool:
 
         return sqlite3.sqlite_version_info >= (3, 35)
     return False
-
-
-def _truncated(sql: str, using: str) -> None:
-    known = tables()
-    for name in _QUOTED.findall(sql) or sql.split()[1:]:
-        model = known.get(name.strip(",;"))
-        if model is not None:
-            invalidation.invalidate_unknown(model, using)

@@ -3,6 +3,8 @@
 import json
 import os
 
+import django
+
 SECRET_KEY = "tests-only"
 DEBUG = False
 USE_TZ = True
@@ -18,6 +20,8 @@ INSTALLED_APPS = [
     "django_cachestrat",
     "tests.testapp",
 ]
+if django.VERSION >= (6, 1):  # database-level on_delete (DB_CASCADE, DB_SET_NULL)
+    INSTALLED_APPS.append("tests.dbcascade")
 
 DATABASES = {
     "default": {

@@ -98,3 +98,33 @@ class Membership(CacheAsideMixin, models.Model):
 
     class CacheMeta:
         lookups = ("key",)
+
+
+class Venue(CacheAsideMixin, models.Model):
+    name = models.CharField(max_length=50)
+
+
+class Stadium(Venue):
+    """Multi-table inheritance with a primary key of its own: not the parent's pk."""
+
+    number = models.BigAutoField(primary_key=True)
+    venue_ptr = models.OneToOneField(Venue, parent_link=True, on_delete=models.CASCADE)
+    seats = models.IntegerField(default=0)
+
+
+class Schemed(CacheAsideMixin, models.Model):
+    """A table in a schema of its own (created by the migration)."""
+
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        db_table = '"cachestrat_schema"."schemed"'
+
+
+class Dotted(CacheAsideMixin, models.Model):
+    """A table whose name holds a dot."""
+
+    name = models.CharField(max_length=50)
+
+    class Meta:
+        db_table = "testapp.dotted"
