@@ -67,6 +67,7 @@ def leased(
     load: Load,
     using: str,
     wait: bool = True,
+    stored: list[int] | None = None,
 ) -> dict[Any, Any]:
     """Resolve misses under leases.
 
@@ -79,7 +80,7 @@ def leased(
     if not can_fill(using, plan.keys.label):
         misses_left = misses
     else:
-        misses_left = _lease_rounds(plan, misses, decode, load, found, wait)
+        misses_left = _lease_rounds(plan, misses, decode, load, found, wait, stored)
     if misses_left and wait:
         plan.stats.db_fallbacks += len(misses_left)
         loaded = load([m.ident for m in misses_left])
@@ -94,6 +95,7 @@ def _lease_rounds(
     load: Load,
     found: dict[Any, Any],
     wait: bool,
+    stored: list[int] | None,
 ) -> list[Miss]:
     deadline = time.monotonic() + (plan.lease_wait if wait else 0.0)
     delay = 0.002
@@ -112,7 +114,7 @@ def _lease_rounds(
             elif not miss.refresh:
                 waiting.append(miss._replace(discard=out if isinstance(out, bytes) else b""))
         if mine:
-            _load_and_fill(plan, mine, load, found)
+            _load_and_fill(plan, mine, load, found, stored)
         misses = waiting
         remaining = deadline - time.monotonic()
         if not misses or remaining <= 0:
@@ -124,7 +126,11 @@ def _lease_rounds(
 
 
 def _load_and_fill(
-    plan: ModelPlan, mine: list[tuple[Miss, str]], load: Load, found: dict[Any, Any]
+    plan: ModelPlan,
+    mine: list[tuple[Miss, str]],
+    load: Load,
+    found: dict[Any, Any],
+    stored: list[int] | None,
 ) -> None:
     try:
         loaded = load([m.ident for m, _ in mine])
@@ -137,7 +143,10 @@ def _load_and_fill(
         found[miss.ident] = entry.value
         stores.append((miss, token, entry))
     outcomes = _give_back(plan, stores)
-    plan.stats.fills += sum(1 for out in outcomes if out == 1)
+    filled = sum(1 for out in outcomes if out == 1)
+    plan.stats.fills += filled
+    if stored is not None:  # this call's own count (the statistics are the process's)
+        stored.append(filled)
     plan.stats.rejected_fills += sum(
         1 for (_, _, entry), out in zip(stores, outcomes, strict=True) if entry.payload and out == 0
     )

@@ -228,13 +228,18 @@ def refill(plan: ModelPlan, pks: Iterable[Any]) -> int:
             misses.append(Miss(pk, key, data or b""))  # lease.lua drops the unusable value
     if not misses:
         return 0
-    before = plan.stats.fills
-    _resolve_rows(plan, misses, generations, using, wait=False)
-    return plan.stats.fills - before
+    stored: list[int] = []
+    _resolve_rows(plan, misses, generations, using, wait=False, stored=stored)
+    return sum(stored)
 
 
 def _resolve_rows(
-    plan: ModelPlan, misses: list[Miss], generations: Generations, using: str, wait: bool = True
+    plan: ModelPlan,
+    misses: list[Miss],
+    generations: Generations,
+    using: str,
+    wait: bool = True,
+    stored: list[int] | None = None,
 ) -> Any:
     generations.rescope(scope_tag(using, detect=True))
     _read_absent_generation(generations)
@@ -251,7 +256,7 @@ def _resolve_rows(
         plan.stats.fill_times.append(spent_us / len(pks))
         return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
-    return leased(plan, misses, decode, load, using, wait)
+    return leased(plan, misses, decode, load, using, wait, stored)
 
 
 def _read_absent_generation(generations: Generations) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django_redis import get_redis_connection
 
 from django_cachestrat.client import breaker, pending
@@ -30,9 +28,3 @@ def clean_redis(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def redis_client() -> Any:
     return get_redis_connection("default")
-
-
-@pytest.fixture
-def queries() -> Callable[[], CaptureQueriesContext]:
-    """``with queries() as q: ...; len(q)`` counts the SQL statements of the block."""
-    return lambda: CaptureQueriesContext(connection)

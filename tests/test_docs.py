@@ -54,3 +54,11 @@ def test_the_testing_examples_are_the_tested_code() -> None:
     source = (ROOT / "tests" / "test_testing_helpers.py").read_text()
     example = source.split("# docs: pytest\n")[1].split("# docs: end")[0].strip()
     assert f"```python\n{example}\n```" in (ROOT / "docs" / "testing.md").read_text()
+
+
+def test_numbers_quoted_in_the_docs_are_the_codes() -> None:
+    from django_cachestrat import invalidation
+
+    api = (ROOT / "docs" / "api.md").read_text()
+    assert f"More than {invalidation.BULK_LIMIT:,} pks (`invalidation.BULK_LIMIT`)" in api
+    assert "1,000 pks" not in api

@@ -10,9 +10,6 @@ from tests.stampede import stampede
 from tests.testapp.models import Profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
-CROWDS = pytest.mark.parametrize(
-    ("readers", "processes"), [(32, False), (8, True)], ids=["32-threads", "8-processes"]
-)
 
 
 @pytest.mark.parametrize(

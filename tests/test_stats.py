@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 
 from django_cachestrat import signals, stats
 from tests.factories import ProfileFactory
@@ -46,10 +46,27 @@ def test_figures_of_every_process_add_up():
     assert summary.median_hit_us > 0 and summary.median_fill_us > 0
 
 
-def test_invalidations_and_rejected_fills_are_counted():
+def test_invalidations_are_counted():
     profile = ProfileFactory()
     profile.save()
     assert stats.read(minutes=1)["testapp.profile"].counts["invalidations"] >= 1
+
+
+def test_a_fill_that_raced_an_invalidation_is_counted_as_rejected():
+    profile = ProfileFactory()
+
+    def invalidate_during_the_fill(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("SELECT") and "testapp_profile" in sql:
+            Profile.cached.invalidate(profile.pk)  # a write lands while the row is read
+        return result
+
+    before = stats.read(minutes=1).get("testapp.profile")
+    rejected = before.counts.get("rejected_fills", 0) if before else 0
+    with connection.execute_wrapper(invalidate_during_the_fill):
+        Profile.cached.get(pk=profile.pk)
+    after = stats.read(minutes=1)["testapp.profile"].counts
+    assert (after.get("rejected_fills", 0), after.get("fills", 0)) == (rejected + 1, 0)
 
 
 def test_hit_and_miss_signals():
