@@ -1,4 +1,4 @@
-"""Fixtures shared by the suite: a clean Redis database per test, and query counting."""
+"""Fixtures shared by the suite: a clean Redis database and fresh statistics per test."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django_redis import get_redis_connection
 
+from django_cachestrat import stats
 from django_cachestrat.client import breaker, pending
 from tests import celery_app  # noqa: F401 - the default Celery app: flushes go to its broker
 
@@ -21,6 +22,7 @@ def clean_redis(request: pytest.FixtureRequest) -> Iterator[None]:
     client.flushdb()
     breaker.reset()
     pending.clear()
+    stats.reset()  # each test's figures are its own
     yield
     client.flushdb()
 
