@@ -120,9 +120,12 @@ os.register_at_fork(after_in_child=_new_sequence_after_fork)
 
 
 def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
+    if transactions.in_test_scope(using):
+        # Inside a test case the increment joins the test's transaction, and goes with its
+        # rollback: pending increments in Redis would outlive it, for the next test to see.
+        _incr_database(plan, pk, field, by, using)
+        return
     stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))
-    # Inside a test case the increment is real, and dropped when the test is rolled back.
-    transactions.on_scope_end(using, stripe.pending, lambda: _drop_stripe(stripe))
     member = f"{field}:{key_part(pk)}"
     sequence_key = _sequence.key(stripe)
     number = _sequence.next()
@@ -141,17 +144,23 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         _request_flush()
 
 
-def _drop_stripe(stripe: StripeKeys) -> None:
-    """Forget a stripe's pending and claimed increments (a test's, rolled back)."""
+def forget_pending(plans: Iterable[ModelPlan]) -> None:
+    """The models' tables were emptied (``TRUNCATE``): their pending increments name rows
+    that are gone, and would be added to new rows that reuse the pks."""
     with contextlib.suppress(Unavailable):
-        _drop_keys(stripe)
+        _drop_stripes([p for p in plans if p.options.counters])
 
 
 @fail_open
-def _drop_keys(stripe: StripeKeys) -> None:
+def _drop_stripes(plans: list[ModelPlan]) -> None:
+    if not plans:
+        return
     pipe = connection().pipeline(transaction=False)
-    pipe.delete(stripe.pending, stripe.claimed, stripe.claim)
-    pipe.incr(stripe.version)
+    for plan in plans:
+        for index in range(plan.stripes):
+            stripe = plan.keys.stripe(index)
+            pipe.delete(stripe.pending, stripe.claimed, stripe.claim)
+            pipe.incr(stripe.version)  # readers notice the batch that went away
     pipe.execute()
 
 

@@ -24,7 +24,6 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from . import transactions
 from .client import REDIS_ERRORS, connection, pending, scripts
 from .conf import conf
 from .options import cached_models
@@ -125,7 +124,6 @@ def flush_model(model: type[models.Model]) -> list[BatchResult]:
     label = plan.keys.label
     results: list[BatchResult] = []
     errors: list[StripeError] = []
-    transactions.sweep()  # a rolled-back test's increments are not flushed
     try:
         pending.replay()  # settle increments whose reply was lost before reading any batch
     except REDIS_ERRORS as exc:

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models, router
 from django.db.models.signals import post_delete, post_save
 
-from . import counter_saves, reads, relations, statements, transactions
+from . import counter_saves, counters, reads, relations, statements, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -124,7 +124,7 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
         changed = {plan: set(change.pks or ()) for plan in plans}
         _after_commit(changed, plans if change.flushed else [])
         return
-    state.add_hook(_on_commit)
+    state.add_hook(_on_commit, first=True)
     state.keys |= change.keys
     state.generations |= change.generations
     for plan in plans:
@@ -150,7 +150,7 @@ def note_write(using: str) -> None:
     state = transactions.state_for(using)
     if state is not None:
         state.wrote = True
-        state.add_hook(_on_commit)
+        state.add_hook(_on_commit, first=True)
 
 
 def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) -> None:
@@ -237,6 +237,19 @@ def invalidate_models(changed: Iterable[type[models.Model]], using: str) -> None
     if plans:
         generations = {p.keys.generation for p in plans}
         _apply(plans, using, Change(None, generations=generations, flushed=True))
+
+
+def truncated(emptied: Iterable[type[models.Model]], using: str) -> None:
+    """Tables were emptied (their rows are flushed by the caller): once that commits,
+    their pending increments go too, or a test run's table flush would leave them for the
+    next test's rows with the same pks."""
+    cached = set(cached_models())
+    plans = [plan_for(m) for m in emptied if m in cached]
+    state = transactions.state_for(using)
+    if state is None:
+        counters.forget_pending(plans)
+    else:
+        state.add_hook(lambda _: counters.forget_pending(plans))
 
 
 def invalidate_absences(

@@ -165,6 +165,10 @@ def _settle(outcome: Outcome, context: dict[str, Any], using: str) -> None:
     if outcome.kind in ("truncate", "write"):
         for table in outcome.flushed:
             _flush(known, table, using, cascade=outcome.cascade)
+        if outcome.kind == "truncate":
+            cascaded = outcome.cascade
+            emptied = [m for t in outcome.flushed for m in _emptied(known, t, cascaded)]
+            invalidation.truncated(emptied, using)
         return
     table = str(outcome.target)
     model = known.models[table]
@@ -185,6 +189,11 @@ def _flush(known: _Catalog, table: str, using: str, cascade: bool = False) -> No
     model = known.models[table]
     emptied = known.graph.truncated_with(model) if cascade else []
     invalidation.invalidate_models([model, *emptied, *known.dependents[table]], using)
+
+
+def _emptied(known: _Catalog, table: str, cascade: bool) -> list[Model]:
+    model = known.models[table]
+    return [model, *(known.graph.truncated_with(model) if cascade else [])]
 
 
 def _fetch(cursor: Any) -> list[Any] | None:

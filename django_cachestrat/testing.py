@@ -166,11 +166,3 @@ else:
     def cachestrat() -> CacheFixture:
         """Count, assert, flush and switch off the row cache in a test."""
         return CacheFixture()
-
-    @pytest.fixture(autouse=True)
-    def _cachestrat_test_scope() -> Iterator[None]:
-        # A rolled-back test's pending increments are dropped as soon as it has ended.
-        yield
-        from .transactions import sweep
-
-        sweep()

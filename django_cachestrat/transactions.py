@@ -11,6 +11,7 @@ rolled back nothing it cached is believed again (see :func:`scope_tag`).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import weakref
@@ -24,15 +25,16 @@ __all__ = [
     "ALL_ROWS",
     "TxState",
     "can_fill",
+    "in_test_scope",
     "in_transaction",
     "is_model_touched",
     "is_touched",
-    "on_scope_end",
     "released",
     "scope_tag",
     "state_for",
-    "sweep",
 ]
+
+logger = logging.getLogger("django_cachestrat")
 
 #: Marks a model whose changed rows are not known one by one (a bulk update).
 ALL_ROWS: frozenset[Any] = frozenset({object()})
@@ -50,6 +52,7 @@ class TxState:
 
     __slots__ = (
         "__weakref__",
+        "alias",
         "block",
         "changed",
         "flushed",
@@ -63,7 +66,8 @@ class TxState:
         "wrote",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
         self.touched: dict[str, set[Any] | frozenset[Any]] = {}
         self.inserted: set[str] = set()
         self.keys: set[str] = set()
@@ -81,16 +85,15 @@ class TxState:
         def marker() -> None:
             state = ref()
             if state is not None:
-                _forget(state)
-                for hook in state.hooks:
-                    hook(state)
+                _commit(state)
 
         self.marker = marker
 
-    def add_hook(self, hook: Hook) -> None:
-        """Run ``hook(state)`` once the transaction commits (in the order added)."""
+    def add_hook(self, hook: Hook, first: bool = False) -> None:
+        """Run ``hook(state)`` once the transaction commits, in the order added (``first``:
+        before the others, as the invalidation must)."""
         if hook not in self.hooks:
-            self.hooks.append(hook)
+            self.hooks.insert(0, hook) if first else self.hooks.append(hook)
 
     def touch(self, label: str, pks: Iterable[Any] | None) -> None:
         if pks is None:
@@ -133,6 +136,22 @@ def in_transaction(using: str) -> bool:
     """Whether writes on this connection wait for a commit (a test case's blocks aside)."""
     conn = connections[using]
     return conn.in_atomic_block and len(conn.atomic_blocks) > _test_depth(conn)
+
+
+def _commit(state: TxState) -> None:
+    """Run the state's hooks, each on its own: one that raises (a receiver of the
+    ``invalidated`` signal, say) must not cost the others their work, as Django's own
+    hooks after it would be. ``captureOnCommitCallbacks(execute=True)`` runs the marker
+    while the transaction is still open and the marker still queued: then the state stays,
+    so the transaction's writes keep bypassing the cache until it really ends."""
+    conn = connections[state.alias]
+    if not (conn.in_atomic_block and _queued(conn, state) is not None):
+        _forget(state)
+    for hook in list(state.hooks):
+        try:
+            hook(state)
+        except Exception:
+            logger.exception("django_cachestrat: a commit hook failed (%r)", hook)
 
 
 def _forget(state: TxState) -> None:
@@ -179,7 +198,7 @@ def state_for(using: str) -> TxState | None:
         return None
     state = _local.states.get(using)
     if state is None or not _is_live(conn, state):
-        state = _local.states[using] = TxState()
+        state = _local.states[using] = TxState(using)
         if depth:
             state.block = conn.atomic_blocks[depth]
             state.sid = conn.savepoint_ids[depth - 1]
@@ -267,9 +286,6 @@ def can_fill(using: str, label: str) -> bool:
 # Test scopes: what a test filled is tagged with its innermost test block's token.
 
 _tokens: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
-#: (test block, thread, key, callback) to run once the block is gone.
-_scope_ends: list[tuple[weakref.ref[Any], int, str, Callable[[], None]]] = []
-_scope_lock = threading.Lock()
 
 
 def _innermost_test_block(conn: BaseDatabaseWrapper) -> Any:
@@ -287,8 +303,6 @@ def scope_tag(using: str, detect: bool = False) -> bytes:
     """
     if not (_testing or detect):
         return b""
-    if _scope_ends:
-        sweep()
     block = _innermost_test_block(connections[using])
     if block is None:
         return b""
@@ -299,36 +313,10 @@ def scope_tag(using: str, detect: bool = False) -> bytes:
         return token
 
 
-def on_scope_end(using: str, key: str, callback: Callable[[], None]) -> None:
-    """Inside a test case, run ``callback`` once the innermost test block is gone (rolled
-    back); ``key`` registers it once per block. Outside test cases, do nothing."""
-    if not _testing:
-        return
-    block = _innermost_test_block(connections[using])
-    if block is None:
-        return
-    with _scope_lock:
-        if any(ref() is block and k == key for ref, _, k, _ in _scope_ends):
-            return
-        _scope_ends.append((weakref.ref(block), threading.get_ident(), key, callback))
-
-
-def sweep() -> None:
-    """Run the callbacks of test blocks that have ended (called lazily by the cache's
-    entry points, and by ``django_cachestrat.testing`` after each test)."""
-    if not _scope_ends:
-        return
-    # Connections are per thread: only this thread's blocks can be judged here.
-    thread = threading.get_ident()
-    open_blocks = [b for conn in connections.all(initialized_only=True) for b in conn.atomic_blocks]
-    with _scope_lock:
-        ended = [
-            item
-            for item in _scope_ends
-            if item[0]() is None
-            or (item[1] == thread and not any(b is item[0]() for b in open_blocks))
-        ]
-        for item in ended:
-            _scope_ends.remove(item)
-    for *_, callback in ended:
-        callback()
+def in_test_scope(using: str) -> bool:
+    """Whether only a test case's blocks are open on this connection (none of the user's)."""
+    conn = connections[using]
+    if not conn.in_atomic_block:
+        return False
+    depth = _test_depth(conn)
+    return bool(depth) and depth == len(conn.atomic_blocks)

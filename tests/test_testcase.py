@@ -203,3 +203,73 @@ class RolledBackTestBlockTests(TestCase):
         assert cache.get(f"naive:{LEAKY_PK}") is not None  # the naive cache leaks it
         with pytest.raises(Profile.DoesNotExist):
             Profile.cached.get(pk=LEAKY_PK)
+
+
+class IncrementsInsideTestCase(TestCase):
+    """Increments made in a test join its transaction: exact inside it, gone after it."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.profile = ProfileFactory(likes=0)
+        Profile.cached.incr(cls.profile.pk, "likes", by=3)
+
+    def test_1_an_increment_adds_to_the_class_ones(self) -> None:
+        Profile.cached.incr(self.profile.pk, "likes", by=1)
+        assert Profile.cached.get(pk=self.profile.pk).likes == 4
+
+    def test_2_the_class_increments_are_still_there(self) -> None:
+        assert Profile.cached.get(pk=self.profile.pk).likes == 3
+        with transaction.atomic():
+            Profile.cached.incr(self.profile.pk, "likes", by=2)
+        assert Profile.cached.get(pk=self.profile.pk).likes == 5
+
+
+class CommitHooksInsideTestCase(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.profile = ProfileFactory(age=30)
+
+    def test_capturing_callbacks_inside_a_block_keeps_its_writes_out_of_the_cache(self) -> None:
+        Profile.cached.get(pk=self.profile.pk)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            with self.captureOnCommitCallbacks(execute=True):
+                Profile.objects.filter(pk=self.profile.pk).update(age=99)
+            assert Profile.cached.get(pk=self.profile.pk).age == 99  # its own write
+            raise RuntimeError("roll back")
+        assert Profile.cached.get(pk=self.profile.pk).age == 30
+
+    def test_a_failing_receiver_does_not_break_the_block(self) -> None:
+        from django_cachestrat.signals import invalidated
+
+        def fails(**kwargs: object) -> None:
+            raise ValueError("a receiver's bug")
+
+        invalidated.connect(fails)
+        try:
+            with transaction.atomic():
+                self.profile.age = 31
+                self.profile.save()
+        finally:
+            invalidated.disconnect(fails)
+        assert Profile.cached.get(pk=self.profile.pk).age == 31
+
+
+# A test that commits for real (transaction=True): the table flush that ends it takes its
+# pending increments too, so the next test's row with the same pk starts at 0.
+
+
+@pytest.mark.keep_redis
+@pytest.mark.django_db(transaction=True)
+def test_truncate_1_pending_increments_of_a_committed_test() -> None:
+    ProfileFactory(pk=LEAKY_PK, username="committed")
+    Profile.cached.incr(LEAKY_PK, "likes", by=7)
+    assert Profile.cached.get(pk=LEAKY_PK).likes == 7
+
+
+@pytest.mark.keep_redis
+@pytest.mark.django_db(transaction=True)
+def test_truncate_2_are_gone_with_the_table_flush() -> None:
+    ProfileFactory(pk=LEAKY_PK, username="next")
+    assert Profile.cached.get(pk=LEAKY_PK).likes == 0
+    write_behind.flush_model(Profile)
+    assert Profile.objects.get(pk=LEAKY_PK).likes == 0

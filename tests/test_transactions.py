@@ -199,3 +199,26 @@ def test_flush_inside_a_transaction_waits_for_the_commit():
         # Meanwhile another connection reads the committed row and may fill it.
         assert in_other_thread(lambda: Profile.cached.get(pk=profile.pk).age) == 1
     assert Profile.cached.get(pk=profile.pk).age == 2
+
+
+def test_a_failing_commit_hook_costs_no_other_its_work():
+    from django_cachestrat import flush
+    from django_cachestrat.signals import invalidated
+
+    profile = ProfileFactory(age=1)
+    Profile.cached.get(pk=profile.pk)
+
+    def fails(**kwargs):
+        raise ValueError("a receiver's bug")
+
+    invalidated.connect(fails)
+    try:
+        with transaction.atomic():
+            profile.age = 2
+            profile.save()
+            Profile.cached.incr(profile.pk, "likes", by=1)
+    finally:
+        invalidated.disconnect(fails)
+    assert Profile.cached.get(pk=profile.pk).age == 2
+    flush.flush_model(Profile)
+    assert Profile.objects.get(pk=profile.pk).likes == 1
