@@ -173,6 +173,7 @@ def test_a_write_outside_django_shows_as_a_difference():
     assert b'class="differs"' in response.content
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_lease_pending_increments_and_lookup_keys_are_shown(redis_client):
     profile = cached_profile(username="jane")
     Profile.cached.get(username="jane")
@@ -231,6 +232,7 @@ def test_flush_makes_every_row_of_the_model_a_miss(redis_client):
     assert redis_client.get(plan_for(Team).keys.generation) is None  # other models untouched
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_flush_counters_applies_pending_increments_now(redis_client):
     profile = ProfileFactory(likes=5)
     Profile.cached.incr(profile.pk, "likes", by=4)
@@ -252,6 +254,7 @@ def test_redis_unavailable_is_reported_not_raised():
 # --- overview -------------------------------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_the_overview_shows_redis_models_and_write_behind(redis_client):
     profile = cached_profile()
     Profile.cached.get(pk=profile.pk)

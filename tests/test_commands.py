@@ -335,6 +335,7 @@ def test_warm_with_redis_down_is_a_command_error(dead_redis: None) -> None:
 # cachestrat_flush_counters
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_flush_counters_applies_pending_increments() -> None:
     profile = ProfileFactory()
     Profile.cached.incr(profile.pk, "likes", by=3)
@@ -345,6 +346,7 @@ def test_flush_counters_applies_pending_increments() -> None:
     assert profile.likes == 3
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_flush_counters_json_and_progress() -> None:
     a, b = ProfileFactory(), ProfileFactory()
     Profile.cached.incr(a.pk, "likes", by=2)
@@ -358,6 +360,7 @@ def test_flush_counters_json_and_progress() -> None:
     assert err.endswith("100% (1/1)\n")  # one step per model with counters
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_flush_counters_reports_every_failed_stripe_after_flushing_the_rest() -> None:
     from django.db import connection
 
@@ -504,6 +507,7 @@ def test_inspect_a_lookup_cached_as_absent() -> None:
     assert re.search(rf"username=bob\s+\S+  {STATE_TEXT['absent']}, TTL [\d.]+ s", out)
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_inspect_shows_a_held_lease_and_pending_increments(redis_client: Any) -> None:
     profile = ProfileFactory()
     lease = plan_for(Profile).keys.lease(plan_for(Profile).keys.row(profile.pk))

@@ -16,7 +16,8 @@ from tests.helpers import count_queries
 from tests.servers import RedisServer
 from tests.testapp.models import Profile
 
-pytestmark = pytest.mark.django_db
+# Pending increments live in Redis only outside a test case's transaction (docs/testing.md).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def likes(pk):
