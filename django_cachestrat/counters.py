@@ -185,11 +185,16 @@ def _incr_database(plan: ModelPlan, pk: Any, field: str, by: int, using: str) ->
     plan.rows(using).filter(pk=pk).update(**{field: updated})
 
 
+#: The Celery task that flushes every stripe (``tasks.flush_counters``).
+FLUSH_TASK = "django_cachestrat.flush_counters"
+
+
 def _request_flush() -> None:
     try:
-        from .tasks import flush_counters
+        # By name, so this layer never imports the one above it; Celery is optional.
+        from celery import current_app
 
-        flush_counters.apply_async(retry=False)  # never hold an increment up
+        current_app.send_task(FLUSH_TASK, retry=False)  # never hold an increment up
     except Exception as exc:  # no Celery, or no broker: the periodic flush will come
         logger.warning("Could not queue a write-behind flush: %s", exc)
 

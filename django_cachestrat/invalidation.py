@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, models, router
 from django.db.models.signals import post_delete, post_save
 
-from . import counter_saves, counters, reads, relations, statements, transactions
+from . import counter_saves, counters, handled, reads, relations, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -273,7 +273,7 @@ def flush(model: type[models.Model], using: str | None = None) -> None:
 
 
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:
-    if statements.was_handled(sender, instance.pk):
+    if handled.was_handled(sender, instance.pk):
         return  # the statement itself was seen, with its pks and lookup values
     values = {
         name: [getattr(instance, field.attname, None)]

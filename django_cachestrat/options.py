@@ -10,7 +10,15 @@ from django.db import models
 
 from .conf import conf
 
-__all__ = ["OPTION_NAMES", "STRATEGIES", "ModelOptions", "Strategy", "cached_models", "is_cached"]
+__all__ = [
+    "OPTION_NAMES",
+    "STRATEGIES",
+    "CacheAsideBase",
+    "ModelOptions",
+    "Strategy",
+    "cached_models",
+    "is_cached",
+]
 
 Strategy = Literal["invalidate", "write_through"]
 STRATEGIES: tuple[Strategy, ...] = ("invalidate", "write_through")
@@ -50,10 +58,13 @@ def settings_options(model: type[models.Model]) -> dict[str, Any] | None:
     return found
 
 
-def is_mixin_model(model: type[models.Model]) -> bool:
-    from .mixins import CacheAsideMixin
+class CacheAsideBase:
+    """The mark of a model that opted in by inheritance; ``mixins.CacheAsideMixin`` adds
+    ``cached`` to it. Configuration asks for this mark, never for the public facade."""
 
-    return issubclass(model, CacheAsideMixin)
+
+def is_mixin_model(model: type[models.Model]) -> bool:
+    return issubclass(model, CacheAsideBase)
 
 
 def is_cached(model: type[models.Model]) -> bool:

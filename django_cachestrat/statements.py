@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,10 +13,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import invalidation, relations, transactions
 from .client import REDIS_ERRORS, Unavailable
+from .handled import mark as _mark
 from .sqllex import head
 from .sqlshape import Outcome, Table, Tables, classify, mentioned
 
-__all__ = ["install", "reset", "was_handled"]
+__all__ = ["install", "reset"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -273,35 +273,6 @@ def _lookup_fields(model: Model) -> list[Any]:
 def _names_of(model: Model, columns: Iterable[str]) -> dict[str, str]:
     by_column = {f.column: f.name for f in _lookup_fields(model)}
     return {c: by_column[c] for c in columns}
-
-
-class _Handled(threading.local):
-    """The rows the last write statement in this thread invalidated, so the model signal
-    that follows it (``save()``, ``delete()``) need not do it again."""
-
-    label: str | None = None
-    pks: frozenset[Any] = frozenset()
-
-
-_handled = _Handled()
-
-
-def was_handled(model: Model, pk: Any) -> bool:
-    concrete = model._meta.concrete_model or model
-    try:
-        return _handled.label == concrete._meta.label_lower and pk in _handled.pks
-    except TypeError:  # an unhashable pk value
-        return False
-
-
-def _mark(model: Model | None, pks: Iterable[Any] | None) -> None:
-    try:
-        _handled.pks = frozenset(pks or ())
-    except TypeError:
-        pks = None
-    _handled.label = model._meta.label_lower if model is not None and pks is not None else None
-    if _handled.label is None:
-        _handled.pks = frozenset()
 
 
 def _can_return(conn: BaseDatabaseWrapper) -> bool:
