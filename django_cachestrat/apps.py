@@ -32,11 +32,12 @@ def wire() -> None:
     from django.db import connections
     from django.db.backends.signals import connection_created
 
-    from . import statements, transparent
+    from . import durable, statements, transparent
     from .accessor import CachedDescriptor
     from .invalidation import connect_receivers
     from .options import cached_models
 
+    durable.install()
     connection_created.connect(statements.install, dispatch_uid="django_cachestrat.statements")
     for conn in connections.all(initialized_only=True):
         statements.install(conn)

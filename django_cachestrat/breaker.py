@@ -20,6 +20,7 @@ class CircuitBreaker:
         self.failures = 0
         self.open_until = 0.0
         self.trips = 0
+        self.errors = 0  # Redis errors met, for the statistics (which read them from here)
 
     @property
     def is_open(self) -> bool:
@@ -50,6 +51,7 @@ class CircuitBreaker:
         """Record a failure; True when it opens the breaker."""
         with self._lock:
             self.failures += 1
+            self.errors += 1
             self._cooldown = cooldown
             if self.failures < threshold:
                 return False
@@ -63,5 +65,6 @@ class CircuitBreaker:
             self.failures = 0
             self.open_until = 0.0
             self.trips = 0
+            self.errors = 0
 
     _cooldown = 5.0

@@ -8,7 +8,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from django.core.cache import InvalidCacheBackendError
 from redis import Redis
@@ -16,7 +16,6 @@ from redis.exceptions import NoScriptError, RedisError
 
 from .breaker import CircuitBreaker
 from .conf import conf
-from .stats import REDIS_LABEL, stats_for
 
 __all__ = ["Unavailable", "breaker", "connection", "fail_open", "scripts"]
 
@@ -70,10 +69,7 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             result = func(*args, **kwargs)
         except REDIS_ERRORS as exc:
             pending.expect_records()
-            tripped = breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
-            redis_stats = stats_for(REDIS_LABEL)
-            redis_stats.redis_errors += 1
-            redis_stats.breaker_trips += tripped
+            breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)  # counts it too
             logger.warning("Redis unavailable, serving from the database: %s", exc)
             if not conf.FAIL_OPEN:
                 raise
@@ -158,6 +154,24 @@ def send_invalidations(keys: Iterable[str], generations: Iterable[str]) -> None:
     pipe.execute()
 
 
+class Records(Protocol):
+    """A store of missed invalidations shared by every process."""
+
+    def record(self, keys: Iterable[str], generations: Iterable[str]) -> None: ...
+
+    def replay(self) -> int: ...
+
+
+class _NoRecords:
+    """Before the app is ready: nothing is kept beyond this process."""
+
+    def record(self, keys: Iterable[str], generations: Iterable[str]) -> None:
+        pass
+
+    def replay(self) -> int:
+        return 0
+
+
 class PendingInvalidations:
     """Deletes that could not reach Redis, replayed once it answers again.
 
@@ -181,6 +195,10 @@ class PendingInvalidations:
         self.calls: list[Call] = []  # script calls to settle write-behind increments
         self.durable = True  # the database's records are still to be replayed
         self.waiting = True  # read without the lock on every Redis call
+        # Where missed invalidations are kept for every process: the database's table,
+        # plugged in when the app is ready (``durable.install``), since this layer sits
+        # below the models.
+        self.records: Records = _NoRecords()
 
     def add(self, keys: Iterable[str], generations: Iterable[str], fallback: Iterable[str]) -> None:
         """Keep keys to delete and generations to bump; ``fallback`` generations stand in
@@ -195,9 +213,7 @@ class PendingInvalidations:
                 keys = []
                 self.generations.update(fallback)
             self.durable = self.waiting = True
-        from . import durable  # the models module needs the app registry
-
-        durable.record(keys, generations)
+        self.records.record(keys, generations)
 
     def expect_records(self) -> None:
         """Redis failed: other processes may record deletes they cannot send meanwhile,
@@ -238,9 +254,7 @@ class PendingInvalidations:
             if keys or gens:
                 send_invalidations(keys, gens)
             if durable:
-                from . import durable as records
-
-                records.replay()
+                self.records.replay()
         except REDIS_ERRORS:
             with self._lock:  # still down: keep them for the next call
                 self.keys |= keys

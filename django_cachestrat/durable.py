@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from django.db import router, transaction
 
-from .client import send_invalidations
+from .client import pending, send_invalidations
 from .models import PendingInvalidation
 
-__all__ = ["record", "replay"]
+__all__ = ["install", "record", "replay"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -65,3 +65,16 @@ def replay() -> int:
             table.filter(pk__in=[pk for pk, _, _ in rows]).delete()
         sent += len(rows)
         logger.info("Replayed %d missed invalidations kept in the database", len(rows))
+
+
+def install() -> None:
+    """Keep this process's missed invalidations in the database (the app's ``ready()``)."""
+    pending.records = _Store()
+
+
+class _Store:
+    def record(self, keys: Iterable[str], generations: Iterable[str]) -> None:
+        record(keys, generations)
+
+    def replay(self) -> int:
+        return replay()

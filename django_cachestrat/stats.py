@@ -133,9 +133,12 @@ def _minute_key(prefix: str, when: float) -> str:
 
 def publish() -> None:
     """Send this process's counter deltas and recent timings to Redis."""
-    from .client import connection
+    from .client import breaker, connection
     from .conf import conf
 
+    # Redis's own health is counted by the breaker (the Redis layer imports nothing above).
+    redis = stats_for(REDIS_LABEL)
+    redis.redis_errors, redis.breaker_trips = breaker.errors, breaker.trips
     prefix = conf.KEY_PREFIX
     minute = _minute_key(prefix, time.time())
     pipe = connection().pipeline(transaction=False)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up and run the whole test suite: ruff, mypy, then pytest on Django 5.2 (Python 3.11)
+# Set up and run the whole test suite: ruff, mypy, import-linter, then pytest on Django 5.2 (Python 3.11)
 # and Django 6.x (Python 3.12), against the PostgreSQL and Redis on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy (strict)"
 .venv/bin/mypy
+echo "== import layers (import-linter)"
+.venv/bin/lint-imports --no-cache
 echo "== pytest: $(.venv/bin/python -c 'import django, sys; print(f"Django {django.get_version()}, Python {sys.version.split()[0]}")')"
 .venv/bin/coverage run -m pytest "$@"
 .venv/bin/coverage report --fail-under=85 --skip-covered

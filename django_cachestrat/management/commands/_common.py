@@ -98,7 +98,9 @@ def redis_guard(doing: str) -> Iterator[None]:
 
 def redis_errors() -> int:
     """Redis errors this process has met so far (each one was served from the database)."""
-    return stats.stats_for(stats.REDIS_LABEL).redis_errors
+    from django_cachestrat.client import breaker
+
+    return breaker.errors
 
 
 def publish_stats() -> None:
