@@ -15,7 +15,7 @@ from .checks_options import NUMBER, check_models, check_options, error, is_finit
 from .conf import DEFAULTS
 from .options import OPTION_NAMES
 
-__all__ = ["check_counters", "check_models", "check_settings"]
+__all__ = ["check_counters", "check_models", "check_settings", "check_wiring"]
 
 TYPES: dict[str, tuple[type, ...]] = {
     "CACHE_ALIAS": (str,),
@@ -38,6 +38,23 @@ WRITE_BEHIND_INTEGERS = ("BATCH_SIZE", "STRIPES")
 # NOTE: braces in the prefix would move the Redis Cluster hash tag of every key, and glob
 # characters would make the SCAN pattern of one model match the keys of others.
 GLOB_CHARACTERS = "*?[]\\"
+
+
+def check_wiring(**kwargs: Any) -> list[CheckMessage]:
+    """Report a failure to install the app's hooks, which would leave models unwatched."""
+    from .hooks import failure
+
+    exc = failure()
+    if exc is None:
+        return []
+    return [
+        error(
+            f"django_cachestrat could not wire its cached models: "
+            f"{type(exc).__name__}: {exc}. Their writes are not invalidated.",
+            "Fix the other django_cachestrat errors first; the traceback is in the log.",
+            "E021",
+        )
+    ]
 
 
 def check_settings(**kwargs: Any) -> list[CheckMessage]:

@@ -162,7 +162,7 @@ class Records(Protocol):
     def replay(self) -> int: ...
 
 
-class _NoRecords:
+class NoRecords:
     """Before the app is ready: nothing is kept beyond this process."""
 
     def record(self, keys: Iterable[str], generations: Iterable[str]) -> None:
@@ -198,7 +198,7 @@ class PendingInvalidations:
         # Where missed invalidations are kept for every process: the database's table,
         # plugged in when the app is ready (``durable.install``), since this layer sits
         # below the models.
-        self.records: Records = _NoRecords()
+        self.records: Records = NoRecords()
 
     def add(self, keys: Iterable[str], generations: Iterable[str], fallback: Iterable[str]) -> None:
         """Keep keys to delete and generations to bump; ``fallback`` generations stand in

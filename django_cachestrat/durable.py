@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from django.db import router, transaction
 
-from .client import pending, send_invalidations
+from .client import NoRecords, pending, send_invalidations
 from .models import PendingInvalidation
 
-__all__ = ["install", "record", "replay"]
+__all__ = ["install", "record", "replay", "uninstall"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -70,6 +70,10 @@ def replay() -> int:
 def install() -> None:
     """Keep this process's missed invalidations in the database (the app's ``ready()``)."""
     pending.records = _Store()
+
+
+def uninstall() -> None:
+    pending.records = NoRecords()
 
 
 class _Store:

@@ -17,7 +17,7 @@ from .handled import mark as _mark
 from .sqllex import head
 from .sqlshape import Outcome, Table, Tables, classify, mentioned
 
-__all__ = ["install", "reset"]
+__all__ = ["install", "reset", "uninstall"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -89,6 +89,12 @@ def install(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """
     if _wrapper not in connection.execute_wrappers:
         connection.execute_wrappers.append(_wrapper)
+
+
+def uninstall(connection: BaseDatabaseWrapper) -> None:
+    """Take the wrapper off this connection again."""
+    while _wrapper in connection.execute_wrappers:
+        connection.execute_wrappers.remove(_wrapper)
 
 
 Execute = Callable[[Any, Any, bool, dict[str, Any]], Any]

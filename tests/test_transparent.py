@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet, Value
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from django_cachestrat import apps as app_wiring
+from django_cachestrat import hooks as app_wiring
 from django_cachestrat import transparent as transparent_mode
 from tests.factories import ItemFactory, ProfileFactory, TeamFactory
 from tests.helpers import assert_cached, count_queries
