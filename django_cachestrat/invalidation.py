@@ -299,13 +299,15 @@ _connected: list[type[models.Model]] = []
 
 
 def connect_receivers() -> None:
-    """Connect per cached model (a global receiver would disable Django's fast deletes)."""
+    """Connect ``post_save`` per cached model. Deletes need no receiver: every ``DELETE``
+    reaches the statement wrapper, which names its rows (``RETURNING``, or the pks in its
+    ``WHERE``) or flushes the model; and a ``post_delete`` receiver would turn Django's fast
+    deletes off (a collector must load rows that a receiver would be sent)."""
     disconnect_receivers()
     counters: dict[type[models.Model], set[str]] = {}
     for model in watched_models():
         uid = f"django_cachestrat:{model._meta.label_lower}"
         post_save.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
-        post_delete.connect(_on_write, sender=model, dispatch_uid=uid, weak=False)
         counters[model] = {name for plan in family(model) for name in plan.options.counters}
         _connected.append(model)
     counter_saves.install({model: names for model, names in counters.items() if names})

@@ -120,15 +120,19 @@ _testing = False
 
 
 def _test_depth(conn: BaseDatabaseWrapper) -> int:
-    """How many of the open atomic blocks a test case opened (they are the outermost)."""
+    """How many of the open atomic blocks count as a test case's: the blocks Django opened
+    for the test (the outermost ones), and blocks without a savepoint right above them
+    (``atomic(savepoint=False)``, as Django's own ``delete()`` and ``bulk_create()`` open):
+    such a block cannot be rolled back on its own, only with the whole test, and it sends
+    nothing when it ends."""
     global _testing
     depth = 0
-    for block in conn.atomic_blocks:
-        if not getattr(block, "_from_testcase", False):
+    for i, block in enumerate(conn.atomic_blocks):
+        if getattr(block, "_from_testcase", False):
+            _testing = True
+        elif not (depth and conn.savepoint_ids[i - 1] is None):
             break
         depth += 1
-    if depth:
-        _testing = True
     return depth
 
 

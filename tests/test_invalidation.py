@@ -174,10 +174,26 @@ def test_models_named_in_settings_are_invalidated_too():
 
 
 def test_uncached_models_get_no_receivers():
-    from django.db.models.signals import post_delete
+    from django.db.models.signals import post_delete, post_save
 
     from tests.testapp.models import Plain, Tag
 
-    assert not post_delete.has_listeners(Plain)
-    assert not post_delete.has_listeners(Tag)  # fast deletes stay fast
-    assert post_delete.has_listeners(Profile)
+    assert not post_save.has_listeners(Plain)
+    assert not post_save.has_listeners(Tag)
+    assert post_save.has_listeners(Profile)
+    # No model gets a delete receiver: the statement wrapper names deleted rows, and
+    # Django's fast deletes stay fast for cached models too.
+    assert not post_delete.has_listeners(Profile)
+
+
+def test_a_fast_delete_of_many_cached_rows_is_one_query_and_invalidates_them():
+    from tests.testapp.models import Comment
+
+    profile = ProfileFactory()
+    comments = Comment.objects.bulk_create(
+        Comment(profile=profile, text=f"c{i}") for i in range(2000)
+    )
+    Comment.cached.get_many([c.pk for c in comments[:50]])
+    _, n = count_queries(lambda: Comment.objects.filter(profile=profile).delete())
+    assert n == 1  # one DELETE … RETURNING, no SELECT of the rows first
+    assert Comment.cached.get_many([c.pk for c in comments[:50]]) == {}
