@@ -64,14 +64,16 @@ class CachedAccessor(Generic[M]):
         """
         counters.incr(plan_for(self.model), pk, field, by)
 
-    def invalidate(self, *pks: Any) -> None:
-        """Drop rows from the cache (for writes the app cannot see, such as raw SQL)."""
+    def invalidate(self, *pks: Any, using: str | None = None) -> None:
+        """Drop rows from the cache (for writes the app cannot see, such as raw SQL);
+        ``using``: the database written, by default the router's for writes."""
         plan = plan_for(self.model)
-        invalidation.invalidate_pks(self.model, [plan.clean_pk(pk) for pk in pks])
+        invalidation.invalidate_pks(self.model, [plan.clean_pk(pk) for pk in pks], using)
 
-    def flush(self) -> None:
-        """Drop the model's whole namespace, O(1) on Redis; old keys expire by TTL."""
-        invalidation.flush(self.model)
+    def flush(self, *, using: str | None = None) -> None:
+        """Drop the model's whole namespace, O(1) on Redis; old keys expire by TTL;
+        ``using``: the database whose rows, by default the router's for writes."""
+        invalidation.flush(self.model, using)
 
     @property
     def _name(self) -> str:

@@ -7,10 +7,10 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, models, router
+from django.db import models, router
 from django.db.models.signals import post_delete, post_save
 
-from . import counter_saves, reads, statements, transactions
+from . import counter_saves, reads, replicas, statements, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -51,13 +51,14 @@ def reset() -> None:
 
 
 def _keys_for(
-    plans: list[ModelPlan], pks: list[Any], values: dict[str, list[Any]] | None
+    plans: list[ModelPlan], pks: list[Any], values: dict[str, list[Any]] | None, using: str
 ) -> set[str]:
     keys: set[str] = set()
     for plan in plans:
+        space = plan.space(using)
         for pk in pks:
-            row = plan.keys.row(pk)
-            keys.update((row, plan.keys.lease(row)))
+            row = space.row(pk)
+            keys.update((row, space.lease(row)))
         # Drop the lookup keys of the rows' current values: a cached "no such username"
         # must not outlive the row that now has it. Old values are caught on read.
         for name, field in plan.lookup_fields.items():
@@ -65,25 +66,35 @@ def _keys_for(
                 if value is None:
                     continue
                 try:
-                    lookup = plan.keys.lookup(name, field.to_python(value))
+                    lookup = space.lookup(name, field.to_python(value))
                 except ValidationError:
                     continue
-                keys.update((lookup, plan.keys.lease(lookup)))
+                keys.update((lookup, space.lease(lookup)))
     return keys
 
 
 _send = fail_open(send_invalidations)
 
 
-def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[ModelPlan]) -> None:
-    """Send now; what Redis cannot take is kept and replayed once it answers again."""
+def _send_safely(
+    keys: Iterable[str],
+    generations: Iterable[str],
+    fallback: Iterable[str],
+    marks: Iterable[str] = (),
+    lag_ms: int = 0,
+) -> None:
+    """Send now; what Redis cannot take is kept and replayed once it answers again.
+
+    ``marks``: markers to set for ``lag_ms`` with the deletes (a primary with replicas). A
+    replay sets none: by the time Redis answers again, the replicas have caught up.
+    """
     keys, generations = list(keys), list(generations)
     if not (keys or generations):
         return
     try:
-        _send(keys, generations)
+        _send(keys, generations, list(marks), lag_ms)
     except (Unavailable, *REDIS_ERRORS) as exc:
-        pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
+        pending.add(keys, generations, fallback=list(fallback))
         if not isinstance(exc, Unavailable):  # FAIL_OPEN = False: kept, and it rises
             raise
 
@@ -119,14 +130,20 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
     the commit can no longer fill it (the stale-set race).
     """
     state = transactions.state_for(using)
+    fallback = [plan.space(using).generation for plan in plans]
+    lag_ms = plans[0].lag_ms if using in plans[0].primaries else 0
     if state is None:
-        _send_safely(change.keys, change.generations, plans)
+        marks = replicas.marks(change.keys, change.generations) if lag_ms else ()
+        _send_safely(change.keys, change.generations, fallback, marks, lag_ms)
         changed = {plan: set(change.pks or ()) for plan in plans}
-        _after_commit(changed, plans if change.flushed else [])
+        _after_commit(changed, plans if change.flushed else [], using)
         return
     state.add_hook(_on_commit)
     state.keys |= change.keys
     state.generations |= change.generations
+    state.fallback.update(fallback)
+    state.lag_ms = max(state.lag_ms, lag_ms)
+    state.using = using
     for plan in plans:
         label = plan.keys.label
         if change.inserted and change.pks is None:
@@ -140,8 +157,10 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
 
 
 def _on_commit(state: transactions.TxState) -> None:
-    _send_safely(state.keys, state.generations, list(state.changed))
-    _after_commit(state.changed, list(state.flushed))
+    lag_ms = state.lag_ms
+    marks = replicas.marks(state.keys, state.generations) if lag_ms else ()
+    _send_safely(state.keys, state.generations, state.fallback, marks, lag_ms)
+    _after_commit(state.changed, list(state.flushed), state.using)
 
 
 def note_write(using: str) -> None:
@@ -153,13 +172,16 @@ def note_write(using: str) -> None:
         state.add_hook(_on_commit)
 
 
-def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) -> None:
+def _after_commit(
+    changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan], using: str | None
+) -> None:
     for plan, pks in changed.items():
         if pks:
             plan.stats.invalidations += len(pks)
             invalidated.send(plan.model, pks=sorted(pks, key=str))
             if plan.options.strategy == "write_through":
-                reads.refill(plan, pks)
+                # From the database written: a replica may not have the commit yet.
+                reads.refill(plan, pks, using)
     for plan in flushed_plans:
         plan.stats.invalidations += 1
         flushed.send(plan.model)
@@ -176,13 +198,13 @@ def invalidate_pks(
     plans = family(model)
     if not plans or not pks:
         return
-    using = using or DEFAULT_DB_ALIAS
+    using = using or router.db_for_write(model)
     if len(pks) > BULK_LIMIT:
         invalidate_unknown(model, using)
         return
     try:
         pks = [plans[0].clean_pk(pk) for pk in pks]
-        keys = _keys_for(plans, pks, values)
+        keys = _keys_for(plans, pks, values, using)
         change = Change(pks, keys)
         hash(frozenset(pks))
     except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
@@ -195,7 +217,7 @@ def invalidate_unknown(model: type[models.Model], using: str) -> None:
     """Rows changed but not named (a bulk write the app cannot list): flush the model."""
     plans = family(model)
     if plans:
-        generations = {p.keys.generation for p in plans}
+        generations = {p.space(using).generation for p in plans}
         _apply(plans, using, Change(None, generations=generations, flushed=True))
 
 
@@ -206,7 +228,7 @@ def invalidate_absences(
     new rows (or, unnamed, every absence of the model) bypass the cache until commit."""
     plans = family(model)
     if plans:
-        absences = {p.keys.absent for p in plans}
+        absences = {p.space(using).absent for p in plans}
         _apply(plans, using, Change(pks, generations=absences, inserted=True))
 
 
@@ -216,7 +238,8 @@ def flush(model: type[models.Model], using: str | None = None) -> None:
     would refill the old rows under the new generation, and they would outlive the commit."""
     plan = plan_for(model)
     using = using or router.db_for_write(model)
-    _apply([plan], using, Change(None, generations=[plan.keys.generation], flushed=True))
+    generation = plan.space(using).generation
+    _apply([plan], using, Change(None, generations=[generation], flushed=True))
 
 
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:

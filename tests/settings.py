@@ -19,18 +19,27 @@ INSTALLED_APPS = [
     "tests.testapp",
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        # A Celery worker started by the tests is given the test database's own name.
-        "NAME": (
-            os.environ.get("CACHESTRAT_TEST_DB_NAME") or os.environ.get("PGDATABASE", "cachestrat")
-        ),
-        "USER": os.environ.get("PGUSER", "postgres"),
-        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
-        "PORT": os.environ.get("PGPORT", "5432"),
-    }
+_DATABASE = {
+    "ENGINE": "django.db.backends.postgresql",
+    # A Celery worker started by the tests is given the test database's own name.
+    "NAME": (
+        os.environ.get("CACHESTRAT_TEST_DB_NAME") or os.environ.get("PGDATABASE", "cachestrat")
+    ),
+    "USER": os.environ.get("PGUSER", "postgres"),
+    "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+    "PORT": os.environ.get("PGPORT", "5432"),
 }
+DATABASES = {
+    "default": _DATABASE,
+    # A second database (tests/test_databases.py): created only for tests that ask for it.
+    "other": {**_DATABASE, "NAME": f"{_DATABASE['NAME']}_other"},
+    # The default database under another alias (Django's test runner sees the same
+    # database twice and opens it once), as a replica is in tests: routers may read through
+    # it; CACHESTRAT["REPLICAS"] says whose rows it holds.
+    "replica": {**_DATABASE},
+}
+# Reads and writes go where tests.routers says, and to "default" otherwise.
+DATABASE_ROUTERS = ["tests.routers.ContextRouter"]
 
 REDIS_URL = os.environ.get("CACHESTRAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 

@@ -1,0 +1,82 @@
+"""Several databases: keys name the database whose rows they hold (a replica's: its primary)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_cachestrat.plan import plan_for
+from tests import routers
+from tests.helpers import count_queries
+from tests.testapp.models import Item, Team
+
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "other", "replica"])
+
+REPLICAS = {"MODELS": {"auth.User": {"lookups": ["username"]}}, "REPLICAS": {"replica": "default"}}
+TRANSPARENT = {"MODELS": {"testapp.Team": {"transparent": True}}}
+
+
+def test_the_default_database_keeps_its_keys_and_others_are_named():
+    plan = plan_for(Team)
+    assert plan.space("default").row(1) == "cs:testapp.team:{1}"
+    assert plan.space("other").row(1) == "cs:testapp.team@other:{1}"
+    assert plan.space("other").generation == "cs:testapp.team@other:gen"
+    assert plan.space("replica") is not plan.space("default")  # not declared a replica
+    with override_settings(CACHESTRAT=REPLICAS):
+        plan = plan_for(Team)
+        assert plan.space("replica") is plan.space("default")
+
+
+def test_the_same_pk_in_two_databases_is_two_rows():
+    Team.objects.using("default").create(pk=7, name="acme")
+    Team.objects.using("other").create(pk=7, name="globex")
+    with routers.using("default"):
+        assert Team.cached.get(pk=7).name == "acme"
+    with routers.using("other"):
+        assert Team.cached.get(pk=7).name == "globex"
+        assert count_queries(lambda: Team.cached.get(pk=7), using="other")[1] == 0
+    with routers.using("default"):
+        assert Team.cached.get(pk=7).name == "acme"
+
+
+def test_each_tenant_is_served_its_own_rows_and_its_writes_invalidate_only_them():
+    Item.objects.using("default").create(code="a-1")
+    Item.objects.using("other").create(code="a-1")
+    for tenant in ("default", "other"):
+        with routers.using(tenant):
+            team = Team.objects.create(name=f"team of {tenant}")
+            assert Team.cached.get(pk=team.pk).name == f"team of {tenant}"
+            assert Item.cached.get(code="a-1")._state.db == tenant
+    with routers.using("other"):
+        team = Team.objects.get(name="team of other")
+        team.name = "renamed"
+        team.save()
+        assert Team.cached.get(pk=team.pk).name == "renamed"
+    with routers.using("default"):
+        # Same pk or not, the default database's rows are untouched and still cached.
+        mine = Team.objects.get(name="team of default")
+        assert count_queries(lambda: Team.cached.get(pk=mine.pk))[1] == 0
+        assert Team.cached.get(pk=mine.pk).name == "team of default"
+
+
+def test_a_write_on_the_primary_invalidates_what_was_read_through_its_replica():
+    team = Team.objects.create(name="before")
+    with override_settings(CACHESTRAT=REPLICAS), routers.using("replica", "default"):
+        found = Team.cached.get(pk=team.pk)
+        assert (found.name, found._state.db) == ("before", "replica")
+        assert count_queries(lambda: Team.cached.get(pk=team.pk), using="replica")[1] == 0
+        Team.objects.filter(pk=team.pk).update(name="after")
+        assert Team.cached.get(pk=team.pk).name == "after"
+
+
+def test_transparent_reads_serve_any_database_from_its_own_keys():
+    Team.objects.using("default").create(pk=3, name="acme")
+    Team.objects.using("other").create(pk=3, name="globex")
+    with override_settings(CACHESTRAT=TRANSPARENT):
+        assert Team.objects.get(pk=3).name == "acme"
+        assert Team.objects.using("other").get(pk=3).name == "globex"
+        served = count_queries(lambda: Team.objects.using("other").get(pk=3), using="other")
+        assert (served[0].name, served[1]) == ("globex", 0)
+        Team.objects.using("other").filter(pk=3).update(name="initech")
+        assert Team.objects.using("other").get(pk=3).name == "initech"
+        assert Team.objects.get(pk=3).name == "acme"
