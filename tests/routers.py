@@ -14,6 +14,21 @@ current: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar
 )
 
 
+#: Like ``current``, for every thread (threads start with an empty context): the race tests.
+everywhere: tuple[str, str] | None = None
+
+
+@contextmanager
+def in_every_thread(read: str, write: str) -> Iterator[None]:
+    """Route every thread's reads to ``read`` and writes to ``write`` in the block."""
+    global everywhere
+    everywhere = (read, write)
+    try:
+        yield
+    finally:
+        everywhere = None
+
+
 @contextmanager
 def using(read: str, write: str | None = None) -> Iterator[None]:
     """Route reads to ``read`` and writes to ``write`` (by default ``read``) in the block."""
@@ -26,11 +41,11 @@ def using(read: str, write: str | None = None) -> Iterator[None]:
 
 class ContextRouter:
     def db_for_read(self, model: Any, **hints: Any) -> str | None:
-        routed = current.get()
+        routed = current.get() or everywhere
         return routed[0] if routed else None
 
     def db_for_write(self, model: Any, **hints: Any) -> str | None:
-        routed = current.get()
+        routed = current.get() or everywhere
         return routed[1] if routed else None
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
