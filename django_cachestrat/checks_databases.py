@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning
 
-from .checks_options import error
+from .checks_options import NUMBER, error, is_finite, is_type
+from .conf import DEFAULTS
 
 __all__ = ["check_databases"]
 
@@ -29,6 +30,9 @@ def check_databases(raw: dict[str, Any]) -> list[CheckMessage]:
         for alias in databases
         if alias != "default" and any(c.isspace() or c in UNSAFE for c in str(alias))
     ]
+    external = raw.get("EXTERNAL_WRITES", {})
+    if isinstance(external, dict):
+        messages += [e for k, v in external.items() if (e := _check_external(k, v))]
     replicas = raw.get("REPLICAS", {})
     if not isinstance(replicas, dict):
         return messages  # reported as a type error (E003)
@@ -83,3 +87,30 @@ def _check_pair(
             )
         ]
     return []
+
+
+def _check_external(key: Any, value: Any) -> CheckMessage | None:
+    defaults = DEFAULTS["EXTERNAL_WRITES"]
+    where = f"CACHESTRAT['EXTERNAL_WRITES'][{key!r}]"
+    if key not in defaults:
+        return error(
+            f"CACHESTRAT['EXTERNAL_WRITES'] has an unknown key {key!r}.",
+            f"Valid keys: {', '.join(sorted(defaults))}.",
+            "E184",
+        )
+    if key == "ENABLED":
+        ok, kind = isinstance(value, bool), "True or False"
+    elif key == "DATABASES":
+        databases = getattr(settings, "DATABASES", {})
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(a, str) and a in databases for a in value
+        )
+        kind = f"a list of DATABASES aliases ({', '.join(sorted(databases))})"
+    elif key == "BATCH_SIZE":
+        ok, kind = is_type(value, (int,)) and value > 0, "an int greater than 0"
+    else:
+        ok = is_type(value, NUMBER) and is_finite(value) and value > 0
+        kind = "a finite number greater than 0"
+    if ok:
+        return None
+    return error(f"{where} must be {kind}, not {value!r}.", f"Default: {defaults[key]!r}.", "E185")

@@ -26,6 +26,12 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_COOLDOWN": 5.0,
     "REPLICAS": {},
     "REPLICA_LAG": 5.0,
+    "EXTERNAL_WRITES": {
+        "ENABLED": False,
+        "DATABASES": ["default"],
+        "BATCH_SIZE": 500,
+        "INTERVAL": 1.0,
+    },
 }
 
 
@@ -98,6 +104,10 @@ class Settings:
     @property
     def REPLICAS(self) -> dict[str, str]:
         return dict(self._get("REPLICAS"))
+
+    @property
+    def EXTERNAL_WRITES(self) -> dict[str, Any]:
+        return {**DEFAULTS["EXTERNAL_WRITES"], **self._get("EXTERNAL_WRITES")}
 
     @property
     def REPLICA_LAG(self) -> float:

@@ -52,9 +52,13 @@ CACHES = {
     "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
 
-CACHESTRAT = {
+CACHESTRAT: dict[str, object] = {
     "MODELS": {"auth.User": {"lookups": ["username"]}},
 }
+if os.environ.get("CACHESTRAT_TEST_EXTERNAL_INTERVAL"):  # a consumer the tests start
+    CACHESTRAT["EXTERNAL_WRITES"] = {
+        "INTERVAL": float(os.environ["CACHESTRAT_TEST_EXTERNAL_INTERVAL"])
+    }
 if os.environ.get("CACHESTRAT_TEST_WRITE_BEHIND"):  # a worker gets the test's own settings
     CACHESTRAT["WRITE_BEHIND"] = json.loads(os.environ["CACHESTRAT_TEST_WRITE_BEHIND"])
 

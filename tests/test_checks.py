@@ -789,3 +789,17 @@ def test_replica_lag_must_be_a_positive_number() -> None:
     assert ids(settings_errors(REPLICA_LAG=0)) == ["E004"]
     assert ids(settings_errors(REPLICAS=["replica"])) == ["E003"]
     assert ids(settings_errors(REPLICAS={"replica": "default"}, REPLICA_LAG=0.5)) == []
+
+
+def test_e184_an_unknown_external_writes_key() -> None:
+    errors = settings_errors(EXTERNAL_WRITES={"ENABLE": True})
+    assert ids(errors) == ["E184"]
+    assert "'ENABLE'" in errors[0].msg and "ENABLED" in hint(errors[0])
+
+
+def test_e185_a_bad_external_writes_value() -> None:
+    for bad in ({"ENABLED": 1}, {"BATCH_SIZE": 0}, {"INTERVAL": -1}, {"DATABASES": ["nope"]}):
+        errors = settings_errors(EXTERNAL_WRITES=bad)
+        assert ids(errors) == ["E185"], bad
+    good = {"ENABLED": True, "DATABASES": ["default"], "BATCH_SIZE": 10, "INTERVAL": 0.5}
+    assert ids(settings_errors(EXTERNAL_WRITES=good)) == []
