@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from django_cachestrat.inspection import inspect_row
 from django_cachestrat.plan import plan_for
 from tests import routers
 from tests.helpers import count_queries
@@ -80,3 +81,29 @@ def test_transparent_reads_serve_any_database_from_its_own_keys():
         Team.objects.using("other").filter(pk=3).update(name="initech")
         assert Team.objects.using("other").get(pk=3).name == "initech"
         assert Team.objects.get(pk=3).name == "acme"
+
+
+def test_the_inspection_page_shows_the_keys_of_the_database_read():
+    Team.objects.using("other").create(pk=5, name="globex")
+    with routers.using("other"):
+        Team.cached.get(pk=5)
+        report = inspect_row(Team, 5)
+    assert (report.key, report.state, report.in_database) == (
+        "cs:testapp.team@other:{5}",
+        "row",
+        True,
+    )
+    assert inspect_row(Team, 5).state == "missing"  # the default database: nothing cached
+
+
+def test_write_through_refills_from_the_database_written():
+    write_through = {"MODELS": {"testapp.Team": {"strategy": "write_through"}}}
+    Team.objects.using("default").create(pk=9, name="acme")
+    team = Team.objects.using("other").create(pk=9, name="globex")
+    with override_settings(CACHESTRAT=write_through):
+        team.name = "initech"
+        team.save()  # on "other", where the instance came from
+        with routers.using("other"):
+            assert count_queries(lambda: Team.cached.get(pk=9), using="other") == (team, 0)
+            assert Team.cached.get(pk=9).name == "initech"
+        assert Team.cached.get(pk=9).name == "acme"
