@@ -72,7 +72,7 @@ class CachedAccessor(Generic[M]):
 
     def flush(self, *, using: str | None = None) -> None:
         """Drop the model's whole namespace, O(1) on Redis; old keys expire by TTL;
-        ``using``: the database whose rows, by default the router's for writes."""
+        ``using``: one database's rows, by default every database's."""
         invalidation.flush(self.model, using)
 
     @property

@@ -7,11 +7,12 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import models, router
+from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_save
 
 from . import counter_saves, reads, replicas, statements, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
+from .conf import conf
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 from .signals import flushed, invalidated
@@ -233,13 +234,16 @@ def invalidate_absences(
 
 
 def flush(model: type[models.Model], using: str | None = None) -> None:
-    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis. Inside
-    a transaction it waits for the commit, like any invalidation: flushed early, readers
-    would refill the old rows under the new generation, and they would outlive the commit."""
+    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis; in the
+    database ``using``, by default in every database (a replica's rows are its primary's).
+    Inside a transaction it waits for the commit, like any invalidation: flushed early,
+    readers would refill the old rows under the new generation, and they would outlive the
+    commit."""
     plan = plan_for(model)
-    using = using or router.db_for_write(model)
-    generation = plan.space(using).generation
-    _apply([plan], using, Change(None, generations=[generation], flushed=True))
+    replicas_ = conf.REPLICAS
+    for alias in [using] if using else [a for a in connections if a not in replicas_]:
+        generation = plan.space(alias).generation
+        _apply([plan], alias, Change(None, generations=[generation], flushed=True))
 
 
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:

@@ -107,3 +107,18 @@ def test_write_through_refills_from_the_database_written():
             assert count_queries(lambda: Team.cached.get(pk=9), using="other") == (team, 0)
             assert Team.cached.get(pk=9).name == "initech"
         assert Team.cached.get(pk=9).name == "acme"
+
+
+def test_a_flush_drops_the_model_in_every_database_or_in_the_one_named():
+    for alias in ("default", "other"):
+        Team.objects.using(alias).create(pk=4, name=alias)
+        with routers.using(alias):
+            Team.cached.get(pk=4)
+    Team.cached.flush(using="other")
+    with routers.using("other"):
+        assert count_queries(lambda: Team.cached.get(pk=4), using="other")[1] == 1
+    assert count_queries(lambda: Team.cached.get(pk=4))[1] == 0
+    Team.cached.flush()
+    for alias in ("default", "other"):
+        with routers.using(alias):
+            assert count_queries(lambda: Team.cached.get(pk=4), using=alias)[1] == 1
