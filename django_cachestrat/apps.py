@@ -32,12 +32,13 @@ def wire() -> None:
     from django.db import connections
     from django.db.backends.signals import connection_created
 
-    from . import statements, transparent
+    from . import replicas, statements, transparent
     from .accessor import CachedDescriptor
     from .invalidation import connect_receivers
     from .options import cached_models
 
     connection_created.connect(statements.install, dispatch_uid="django_cachestrat.statements")
+    connection_created.connect(replicas.warn_undeclared, dispatch_uid="django_cachestrat.replicas")
     for conn in connections.all(initialized_only=True):
         statements.install(conn)
 
@@ -53,9 +54,10 @@ def wire() -> None:
 
 def reset() -> None:
     """Forget everything derived from settings."""
-    from . import client, invalidation, plan, statements
+    from . import client, invalidation, plan, replicas, statements
 
     plan.reset_plans()
+    replicas._checked.clear()
     client.reset()
     invalidation.reset()
     statements.reset()

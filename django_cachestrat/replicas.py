@@ -14,16 +14,24 @@ The hit path reads no marker; a miss on a replica pays one MGET.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import models
+from django.db import DatabaseError, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .client import Unavailable, connection, fail_open
+from .conf import conf
 from .keys import KeySpace
 from .plan import ModelPlan
 
-__all__ = ["fill_rows", "marks", "primary_values"]
+__all__ = ["fill_rows", "marks", "primary_values", "warn_undeclared"]
+
+logger = logging.getLogger("django_cachestrat")
+
+#: Aliases whose first connection in this process was checked for being a replica.
+_checked: set[str] = set()
 
 
 @fail_open
@@ -97,3 +105,29 @@ def _fetch(plan: ModelPlan, pks: list[Any], using: str) -> dict[Any, models.Mode
 def _pointers(plan: ModelPlan, name: str, values: list[Any], using: str) -> dict[Any, Any]:
     query = plan.rows(using).filter(**{f"{name}__in": values}).order_by()
     return dict(query.values_list(name, "pk"))
+
+
+def warn_undeclared(connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """``connection_created`` receiver: once per alias and process, warn when a PostgreSQL
+    connection is a replica (in recovery) that ``REPLICAS`` does not map. Its rows are then
+    cached under keys of its own, which writes on its primary never delete."""
+    alias = connection.alias
+    if alias in _checked or connection.vendor != "postgresql":
+        return
+    _checked.add(alias)
+    if alias in conf.REPLICAS:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery()")
+            (in_recovery,) = cursor.fetchone()
+    except DatabaseError:  # not ours to fail a connection over
+        return
+    if in_recovery:
+        logger.warning(
+            "Database %r is a replica but CACHESTRAT['REPLICAS'] does not map it: rows read "
+            "through it are cached under keys of their own, which writes on its primary never "
+            "delete. Add CACHESTRAT['REPLICAS'] = {%r: '<primary alias>'}.",
+            alias,
+            alias,
+        )

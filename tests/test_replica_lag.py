@@ -141,3 +141,19 @@ def test_the_harness_catches_a_naive_cache_on_the_same_replica(lagging):
     tally = run(Naive(Pauses(0.3, max_ms=3)), pk, writes=150, readers=3, processes=False)
     print(f"naive: {tally.reads.value} reads, {tally.stale.value} stale")
     assert tally.stale.value > 10, (tally.reads.value, tally.stale.value)
+
+
+def test_a_replica_not_declared_is_warned_about_once(lagging, caplog):
+    connections[REPLICA].close()
+    with override_settings(CACHESTRAT={}), caplog.at_level("WARNING", "django_cachestrat"):
+        Profile.objects.using(REPLICA).exists()
+        connections[REPLICA].close()
+        Profile.objects.using(REPLICA).exists()
+        Profile.objects.using(PRIMARY).exists()
+    warnings = [r.getMessage() for r in caplog.records if "is a replica" in r.getMessage()]
+    assert len(warnings) == 1 and "'lag_replica'" in warnings[0]
+    with override_settings(CACHESTRAT=GUARDED), caplog.at_level("WARNING", "django_cachestrat"):
+        caplog.clear()
+        connections[REPLICA].close()
+        Profile.objects.using(REPLICA).exists()
+    assert not [r for r in caplog.records if "is a replica" in r.getMessage()]
