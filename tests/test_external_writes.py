@@ -21,8 +21,10 @@ from django.db import connection
 from django.test import override_settings
 
 from django_cachestrat import external
+from django_cachestrat.client import breaker
 from django_cachestrat.tasks import beat_schedule, consume_external_writes
 from tests.factories import ProfileFactory
+from tests.servers import RedisServer
 from tests.testapp.models import Profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -172,3 +174,33 @@ def test_the_running_consumer_catches_an_outside_write_within_a_bound(captured):
         child.stdout.close()  # type: ignore[union-attr]
     print(f"outside write invalidated after {delay * 1000:.0f} ms")
     assert delay < 1.0  # INTERVAL is 0.05 s in the consumer
+
+
+def test_with_redis_down_the_batch_stays_for_the_next_run(captured, tmp_path):
+    profile = ProfileFactory(age=1)
+    # Data kept across the restart (AOF), so the stale row is still cached after it.
+    server = RedisServer("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    server.start()
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+    try:
+        with override_settings(CACHES=caches):
+            Profile.cached.get(pk=profile.pk)
+            outside("UPDATE testapp_profile SET age = 2 WHERE id = %s", [profile.pk])
+            server.stop()
+            with pytest.raises(CommandError, match="Redis is unavailable"):
+                consume()
+            assert external.status("default")["backlog"] == 2  # the insert and the update
+            server.start()
+            breaker.reset()
+            assert Profile.cached.get(pk=profile.pk).age == 1  # still stale: not consumed
+            consume()
+            assert external.status("default")["backlog"] == 0
+            assert Profile.cached.get(pk=profile.pk).age == 2
+    finally:
+        server.stop()
