@@ -142,9 +142,10 @@ def get_many(
     started = time.perf_counter()
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
     clean = [pk for pk in clean if pk is not None]  # no row has a NULL pk
-    result = _rows(plan, clean, started, using or router.db_for_read(plan.model))
+    using = using or router.db_for_read(plan.model)
+    result = _rows(plan, clean, started, using)
     if plan.options.counters:
-        counters.overlay(plan, result[0], result[1])
+        counters.overlay(plan, result[0], result[1], using)
     return result[0]
 
 
@@ -162,7 +163,7 @@ def _rows(
         return result, {}
     space = plan.space(using)
     keys = [space.row(pk) for pk in clean]
-    versions = counters.version_keys(plan, clean) if plan.options.counters else {}
+    versions = counters.version_keys(plan, clean, using) if plan.options.counters else {}
     try:
         generations, values = _read(space, keys + list(versions.values()), using)
     except Unavailable:
