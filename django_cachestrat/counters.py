@@ -66,12 +66,12 @@ def _bounds(plan: ModelPlan, field: str, using: str) -> tuple[int, int]:
     return bounds
 
 
-def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
+def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1, using: str | None = None) -> None:
     """Add ``by`` to a counter: one Redis round trip; Celery applies it to the database.
 
     Inside a transaction the increment waits for the commit, so a rollback drops it.
     """
-    using = router.db_for_write(plan.model)
+    using = using or router.db_for_write(plan.model)
     _validate(plan, field, by, using)
     pk = plan.clean_pk(pk)
     state = transactions.state_for(using)

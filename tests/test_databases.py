@@ -137,3 +137,22 @@ def test_counters_are_kept_and_flushed_per_database():
     flush_model(Profile)
     assert Profile.objects.using("other").get(pk=6).likes == 15
     assert Profile.objects.using("default").get(pk=6).likes == 10
+
+
+def test_cached_using_names_the_database_without_a_router():
+    from tests.testapp.models import Profile
+
+    Team.objects.using("default").create(pk=8, name="acme")
+    Team.objects.using("other").create(pk=8, name="globex")
+    other = Team.cached.using("other")
+    assert other.get(pk=8).name == "globex"
+    assert other.get_many([8])[8].name == "globex"
+    assert count_queries(lambda: other.get(pk=8), using="other")[1] == 0
+    assert Team.cached.get(pk=8).name == "acme"
+    Team.objects.using("other").filter(pk=8).update(name="initech")
+    assert other.get(pk=8).name == "initech"
+    Profile.objects.using("other").create(pk=8, username="p", likes=1)
+    Profile.cached.using("other").incr(8, "likes")
+    assert Profile.cached.using("other").get(username="p").likes == 2
+    with pytest.raises(ValueError, match=r"Team.cached.using\('nope'\): not a database alias"):
+        Team.cached.using("nope")
