@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, overload
 
 from asgiref.sync import sync_to_async
-from django.db import models
+from django.db import connections, models
 
 from . import counters, invalidation, lookups, reads
 from .plan import ModelPlan, plan_for
@@ -19,8 +19,19 @@ M = TypeVar("M", bound=models.Model)
 class CachedAccessor(Generic[M]):
     """Reads through Redis for one model; ``objects`` is left as it is."""
 
-    def __init__(self, model: type[M]) -> None:
+    def __init__(self, model: type[M], using: str | None = None) -> None:
         self.model = model
+        self._db = using  # None: the router's database for each call
+
+    def using(self, alias: str) -> CachedAccessor[M]:
+        """The same reads, invalidations and flushes on the database ``alias`` (its rows
+        and its keys), as ``QuerySet.using()``."""
+        if alias not in connections:
+            raise ValueError(
+                f"{self._name}.using({alias!r}): not a database alias "
+                f"(choose from {', '.join(sorted(connections))})"
+            )
+        return CachedAccessor(self.model, alias)
 
     @property
     def plan(self) -> ModelPlan:
@@ -36,9 +47,9 @@ class CachedAccessor(Generic[M]):
             )
         ((name, value),) = lookup.items()
         if name == "pk" or name == plan.pk_field.name or name == plan.pk_field.attname:
-            return reads.get(plan, value)  # type: ignore[return-value]
+            return reads.get(plan, value, self._db)  # type: ignore[return-value]
         if name in plan.lookup_fields:
-            return lookups.get_by_lookup(plan, name, value)  # type: ignore[return-value]
+            return lookups.get_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
         raise TypeError(
             f"{self._name}.get(): {name!r} is not the pk or a cached lookup "
             f"(choose from {self._choices(plan)}; declare unique fields in CacheMeta.lookups)"
@@ -48,7 +59,7 @@ class CachedAccessor(Generic[M]):
         """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
         if isinstance(pks, str | bytes) or not isinstance(pks, Iterable):
             raise TypeError(f"{self._name}.get_many() takes an iterable of pks, not {pks!r}")
-        return reads.get_many(plan_for(self.model), pks)  # type: ignore[return-value]
+        return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
 
     async def aget(self, **lookup: Any) -> M:
         return await sync_to_async(self.get)(**lookup)
@@ -62,16 +73,19 @@ class CachedAccessor(Generic[M]):
         Reads through ``cached`` include pending increments at once. While Redis is down
         the increment goes to the database directly.
         """
-        counters.incr(plan_for(self.model), pk, field, by)
+        counters.incr(plan_for(self.model), pk, field, by, self._db)
 
-    def invalidate(self, *pks: Any) -> None:
-        """Drop rows from the cache (for writes the app cannot see, such as raw SQL)."""
+    def invalidate(self, *pks: Any, using: str | None = None) -> None:
+        """Drop rows from the cache (for writes the app cannot see, such as raw SQL);
+        ``using``: the database written, by default the router's for writes."""
         plan = plan_for(self.model)
-        invalidation.invalidate_pks(self.model, [plan.clean_pk(pk) for pk in pks])
+        using = using or self._db
+        invalidation.invalidate_pks(self.model, [plan.clean_pk(pk) for pk in pks], using)
 
-    def flush(self) -> None:
-        """Drop the model's whole namespace, O(1) on Redis; old keys expire by TTL."""
-        invalidation.flush(self.model)
+    def flush(self, *, using: str | None = None) -> None:
+        """Drop the model's whole namespace, O(1) on Redis; old keys expire by TTL;
+        ``using``: one database's rows, by default every database's."""
+        invalidation.flush(self.model, using or self._db)
 
     @property
     def _name(self) -> str:

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils.module_loading import import_string
 
 from .checks_counters import check_counters
+from .checks_databases import check_databases
 from .checks_options import NUMBER, check_models, check_options, error, is_finite, is_type
 from .conf import DEFAULTS
 from .options import OPTION_NAMES
@@ -31,9 +32,12 @@ TYPES: dict[str, tuple[type, ...]] = {
     "LEASE_WAIT": NUMBER,
     "BREAKER_THRESHOLD": (int,),
     "BREAKER_COOLDOWN": NUMBER,
+    "REPLICAS": (dict,),
+    "REPLICA_LAG": NUMBER,
+    "EXTERNAL_WRITES": (dict,),
 }
 NON_NEGATIVE = ("NEGATIVE_TIMEOUT", "EARLY_REFRESH", "LEASE_WAIT", "BREAKER_COOLDOWN")
-POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD")
+POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD", "REPLICA_LAG")
 WRITE_BEHIND_INTEGERS = ("BATCH_SIZE", "STRIPES")
 # NOTE: braces in the prefix would move the Redis Cluster hash tag of every key, and glob
 # characters would make the SCAN pattern of one model match the keys of others.
@@ -64,6 +68,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         return [error("CACHESTRAT must be a dict.", "Set CACHESTRAT = {...}.", "E001")]
     errors: list[CheckMessage] = [e for k, v in raw.items() if (e := _check_key(k, v))]
     errors += _check_cache_alias(raw.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"]))
+    errors += check_databases(raw)
     write_behind = raw.get("WRITE_BEHIND", {})
     if isinstance(write_behind, dict):
         errors += [e for k, v in write_behind.items() if (e := _check_write_behind(k, v))]

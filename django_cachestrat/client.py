@@ -144,9 +144,14 @@ class _Scripts:
 scripts = _Scripts()
 
 
-def send_invalidations(keys: Iterable[str], generations: Iterable[str]) -> None:
-    """Delete keys and bump generations in one pipelined round trip."""
+def send_invalidations(
+    keys: Iterable[str], generations: Iterable[str], marks: Iterable[str] = (), lag_ms: int = 0
+) -> None:
+    """Delete keys and bump generations in one pipelined round trip; set ``marks`` for
+    ``lag_ms`` first (replicas.py), so no reader sees a key gone and its marker not set."""
     pipe = connection().pipeline(transaction=False)
+    for mark in marks:
+        pipe.set(mark, b"1", px=lag_ms)
     if keys:
         pipe.delete(*keys)
     for generation in generations:

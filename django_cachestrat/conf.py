@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 
-__all__ = ["DEFAULTS", "conf"]
+__all__ = ["DEFAULTS", "conf", "primary_of"]
 
 #: Every setting with its default; ``docs/configuration.md`` documents each one.
 DEFAULTS: dict[str, Any] = {
@@ -24,6 +24,14 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_WAIT": 1.0,
     "BREAKER_THRESHOLD": 3,
     "BREAKER_COOLDOWN": 5.0,
+    "REPLICAS": {},
+    "REPLICA_LAG": 5.0,
+    "EXTERNAL_WRITES": {
+        "ENABLED": False,
+        "DATABASES": ["default"],
+        "BATCH_SIZE": 500,
+        "INTERVAL": 1.0,
+    },
 }
 
 
@@ -93,5 +101,23 @@ class Settings:
     def BREAKER_COOLDOWN(self) -> float:
         return float(self._get("BREAKER_COOLDOWN"))
 
+    @property
+    def REPLICAS(self) -> dict[str, str]:
+        return dict(self._get("REPLICAS"))
+
+    @property
+    def EXTERNAL_WRITES(self) -> dict[str, Any]:
+        return {**DEFAULTS["EXTERNAL_WRITES"], **self._get("EXTERNAL_WRITES")}
+
+    @property
+    def REPLICA_LAG(self) -> float:
+        return float(self._get("REPLICA_LAG"))
+
 
 conf = Settings()
+
+
+def primary_of(alias: str) -> str:
+    """The database whose rows a connection reads: the primary a replica follows."""
+    replicas = conf.REPLICAS
+    return replicas.get(alias, alias) if replicas else alias

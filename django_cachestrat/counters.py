@@ -17,7 +17,7 @@ from django.db.models.functions import Greatest
 
 from . import counter_saves, transactions
 from .client import Unavailable, connection, fail_open, pending, scripts
-from .keys import StripeKeys, key_part
+from .keys import KeySpace, StripeKeys, key_part
 from .plan import ModelPlan
 
 __all__ = ["incr", "overlay", "version_keys"]
@@ -66,12 +66,12 @@ def _bounds(plan: ModelPlan, field: str, using: str) -> tuple[int, int]:
     return bounds
 
 
-def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1) -> None:
+def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1, using: str | None = None) -> None:
     """Add ``by`` to a counter: one Redis round trip; Celery applies it to the database.
 
     Inside a transaction the increment waits for the commit, so a rollback drops it.
     """
-    using = router.db_for_write(plan.model)
+    using = using or router.db_for_write(plan.model)
     _validate(plan, field, by, using)
     pk = plan.clean_pk(pk)
     state = transactions.state_for(using)
@@ -125,7 +125,8 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         # rollback: pending increments in Redis would outlive it, for the next test to see.
         _incr_database(plan, pk, field, by, using)
         return
-    stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))
+    space = plan.space(using)  # the database the increment is for: its rows, its stripes
+    stripe = space.stripe(space.stripe_of(pk, plan.stripes))
     member = f"{field}:{key_part(pk)}"
     sequence_key = _sequence.key(stripe)
     number = _sequence.next()
@@ -144,21 +145,22 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         _request_flush()
 
 
-def forget_pending(plans: Iterable[ModelPlan]) -> None:
+def forget_pending(plans: Iterable[ModelPlan], using: str) -> None:
     """The models' tables were emptied (``TRUNCATE``): their pending increments name rows
     that are gone, and would be added to new rows that reuse the pks."""
     with contextlib.suppress(Unavailable):
-        _drop_stripes([p for p in plans if p.options.counters])
+        _drop_stripes([p for p in plans if p.options.counters], using)
 
 
 @fail_open
-def _drop_stripes(plans: list[ModelPlan]) -> None:
+def _drop_stripes(plans: list[ModelPlan], using: str) -> None:
     if not plans:
         return
     pipe = connection().pipeline(transaction=False)
     for plan in plans:
+        space = plan.space(using)
         for index in range(plan.stripes):
-            stripe = plan.keys.stripe(index)
+            stripe = space.stripe(index)
             pipe.delete(stripe.pending, stripe.claimed, stripe.claim)
             pipe.incr(stripe.version)  # readers notice the batch that went away
     pipe.execute()
@@ -199,13 +201,16 @@ def _request_flush() -> None:
         logger.warning("Could not queue a write-behind flush: %s", exc)
 
 
-def version_keys(plan: ModelPlan, pks: Iterable[Any]) -> dict[int, str]:
+def version_keys(plan: ModelPlan, pks: Iterable[Any], using: str) -> dict[int, str]:
     """The version key of every stripe these pks fall in (read with the rows)."""
-    indexes = {plan.keys.stripe_of(pk, plan.stripes) for pk in pks}
-    return {i: plan.keys.stripe(i).version for i in sorted(indexes)}
+    space = plan.space(using)
+    indexes = {space.stripe_of(pk, plan.stripes) for pk in pks}
+    return {i: space.stripe(i).version for i in sorted(indexes)}
 
 
-def overlay(plan: ModelPlan, rows: dict[Any, Any], before: dict[int, bytes | None]) -> None:
+def overlay(
+    plan: ModelPlan, rows: dict[Any, Any], before: dict[int, bytes | None], using: str
+) -> None:
     """Add pending increments to the counters of ``rows`` (``{pk: instance}``).
 
     ``before`` holds each stripe's version as read together with the rows. A stripe
@@ -215,11 +220,12 @@ def overlay(plan: ModelPlan, rows: dict[Any, Any], before: dict[int, bytes | Non
     """
     if not rows:
         return
+    space = plan.space(using)
     groups: dict[int, list[Any]] = defaultdict(list)
     for pk in rows:
-        groups[plan.keys.stripe_of(pk, plan.stripes)].append(pk)
+        groups[space.stripe_of(pk, plan.stripes)].append(pk)
     try:
-        results = _counts(plan, groups)
+        results = _counts(plan, space, groups)
     except Unavailable:
         return  # pending increments cannot be read: the database values stand
     for (index, pks), result in zip(groups.items(), results, strict=True):
@@ -227,13 +233,13 @@ def overlay(plan: ModelPlan, rows: dict[Any, Any], before: dict[int, bytes | Non
         if version == (before.get(index) or b"0") and claim is None:
             _add(plan, rows, pks, pending, None)
         else:
-            _settle(plan, rows, index, pks, result)
+            _settle(plan, space, rows, (index, pks), result, using)
 
 
 @fail_open
-def _counts(plan: ModelPlan, groups: dict[int, list[Any]]) -> list[Any]:
+def _counts(plan: ModelPlan, space: KeySpace, groups: dict[int, list[Any]]) -> list[Any]:
     calls = [
-        (scripts.counts, plan.keys.stripe(index)[:4], _members(plan, pks))
+        (scripts.counts, space.stripe(index)[:4], _members(plan, pks))
         for index, pks in groups.items()
     ]
     return scripts.run_many(connection(), calls)
@@ -266,16 +272,22 @@ def _add(
 
 
 def _settle(
-    plan: ModelPlan, rows: dict[Any, Any], index: int, pks: list[Any], result: list[Any]
+    plan: ModelPlan,
+    space: KeySpace,
+    rows: dict[Any, Any],
+    group: tuple[int, list[Any]],
+    result: list[Any],
+    using: str,
 ) -> None:
     """Counters of a stripe whose batch is in flight: read them from the database with
     whether the batch is recorded (one statement, one snapshot), and accept the result
     once the stripe's version shows no batch moved meanwhile."""
+    index, pks = group
     for _ in range(5):
         version, claim, _, _ = result
         batch_id = claim.rsplit(b":", 1)[0].decode() if claim else None
-        base, applied = _database_counts(plan, pks, batch_id)
-        (latest,) = _counts_or_none(plan, {index: pks}) or [result]
+        base, applied = _database_counts(plan, pks, batch_id, using)
+        (latest,) = _counts_or_none(plan, space, {index: pks}) or [result]
         if latest[0] == version:
             _, _, pending, claimed = latest
             if claimed and not applied:
@@ -286,20 +298,22 @@ def _settle(
     _add(plan, rows, pks, result[2], base)  # the stripe kept moving: best effort
 
 
-def _counts_or_none(plan: ModelPlan, groups: dict[int, list[Any]]) -> list[Any] | None:
+def _counts_or_none(
+    plan: ModelPlan, space: KeySpace, groups: dict[int, list[Any]]
+) -> list[Any] | None:
     try:
-        return _counts(plan, groups)
+        return _counts(plan, space, groups)
     except Unavailable:
         return None
 
 
 def _database_counts(
-    plan: ModelPlan, pks: list[Any], batch_id: str | None
+    plan: ModelPlan, pks: list[Any], batch_id: str | None, using: str
 ) -> tuple[dict[Any, tuple[Any, ...]], bool]:
     from .models import CounterBatch
 
     fields = plan.options.counters
-    query: Any = plan.rows(router.db_for_read(plan.model))
+    query: Any = plan.rows(using)  # batches are recorded in the database they apply to
     recorded = CounterBatch.objects.filter(id=batch_id or "")
     query = query.filter(pk__in=pks).annotate(_batch_recorded=Exists(recorded))
     values = list(query.values_list("pk", *fields, "_batch_recorded"))

@@ -19,7 +19,15 @@ from collections import defaultdict
 from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
-from django.db import DataError, IntegrityError, connections, models, router, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DataError,
+    IntegrityError,
+    connections,
+    models,
+    router,
+    transaction,
+)
 from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -48,6 +56,7 @@ class BatchResult:
     reclaimed: bool = False
     duplicate: bool = False  # already recorded: acknowledged without applying again
     duration_ms: float = 0.0
+    database: str = DEFAULT_DB_ALIAS  # where the batch is applied (and recorded)
 
 
 def counter_models() -> list[type[models.Model]]:
@@ -129,11 +138,31 @@ def flush_model(model: type[models.Model]) -> list[BatchResult]:
     except REDIS_ERRORS as exc:
         _failed(errors, StripeError(label, None, exc))
         raise FlushError(errors, results) from exc
+    for using in databases():
+        if not _flush_database(plan, using, results, errors):
+            break  # Redis failed: so would every other stripe
+    if errors:
+        raise FlushError(errors, results)
+    return results
+
+
+def databases() -> list[str]:
+    """The databases increments may be for: every alias but the replicas (stripes name
+    their database, so a claim finds only that database's increments)."""
+    replicas = conf.REPLICAS
+    return [alias for alias in connections if alias not in replicas]
+
+
+def _flush_database(
+    plan: ModelPlan, using: str, results: list[BatchResult], errors: list[StripeError]
+) -> bool:
+    """Flush one database's stripes of a model; False if Redis failed."""
+    label = plan.keys.label
     for index in range(plan.stripes):
         try:
             # A reclaimed batch may have increments queued behind it: take those too.
             for _ in range(3):
-                result = flush_stripe(plan, index)
+                result = flush_stripe(plan, index, using)
                 if result is None:
                     break
                 results.append(result)
@@ -141,12 +170,10 @@ def flush_model(model: type[models.Model]) -> list[BatchResult]:
                     break
         except REDIS_ERRORS as exc:
             _failed(errors, StripeError(label, index, exc))
-            break
+            return False
         except Exception as exc:  # this stripe's batch stays claimed, retried later
             _failed(errors, StripeError(label, index, exc))
-    if errors:
-        raise FlushError(errors, results)
-    return results
+    return True
 
 
 def _failed(errors: list[StripeError], error: StripeError) -> None:
@@ -154,19 +181,23 @@ def _failed(errors: list[StripeError], error: StripeError) -> None:
     errors.append(error)
 
 
-def flush_stripe(plan: ModelPlan, index: int) -> BatchResult | None:
-    claimed = claim(plan, index)
+def flush_stripe(plan: ModelPlan, index: int, using: str | None = None) -> BatchResult | None:
+    """Flush one stripe of the database ``using`` (default: the router's for writes)."""
+    claimed = claim(plan, index, using)
     if claimed is None:
         return None
     result, deltas = claimed
     apply(plan, result, deltas)
-    acknowledge(plan, index, result.batch_id)
+    acknowledge(plan, index, result.batch_id, result.database)
     return result
 
 
-def claim(plan: ModelPlan, index: int) -> tuple[BatchResult, dict[str, int]] | None:
+def claim(
+    plan: ModelPlan, index: int, using: str | None = None
+) -> tuple[BatchResult, dict[str, int]] | None:
     """Take the stripe's pending deltas (or a dead flusher's batch) as one batch."""
-    keys = plan.keys.stripe(index)
+    using = using or router.db_for_write(plan.model)
+    keys = plan.space(using).stripe(index)
     reclaim_ms = int(float(conf.WRITE_BEHIND["RECLAIM_AFTER"]) * 1000)
     args = (uuid.uuid4().hex, int(time.time() * 1000), reclaim_ms)
     out = scripts.claim(connection(), keys[:4], args)
@@ -174,12 +205,14 @@ def claim(plan: ModelPlan, index: int) -> tuple[BatchResult, dict[str, int]] | N
         return None
     items = out[2:]
     deltas = {items[i].decode(): int(items[i + 1]) for i in range(0, len(items), 2)}
-    result = BatchResult(plan.keys.label, index, out[1].decode(), reclaimed=out[0] == 2)
+    result = BatchResult(
+        plan.keys.label, index, out[1].decode(), reclaimed=out[0] == 2, database=using
+    )
     return result, deltas
 
 
-def acknowledge(plan: ModelPlan, index: int, batch_id: str) -> None:
-    keys = plan.keys.stripe(index)
+def acknowledge(plan: ModelPlan, index: int, batch_id: str, using: str | None = None) -> None:
+    keys = plan.space(using or router.db_for_write(plan.model)).stripe(index)
     scripts.ack(connection(), (keys.claimed, keys.claim, keys.version), (batch_id,))
 
 
@@ -195,7 +228,7 @@ def apply(plan: ModelPlan, result: BatchResult, deltas: dict[str, int]) -> None:
     others are applied.
     """
     start = time.perf_counter()
-    using = router.db_for_write(plan.model)
+    using = result.database
     rows, letters = _by_row(plan, deltas)
     result.increments = sum(abs(d) for d in deltas.values())
     try:

@@ -19,6 +19,7 @@ __all__ = ["failure", "install", "reset", "uninstall"]
 logger = logging.getLogger("django_cachestrat")
 
 _UID = "django_cachestrat.statements"
+_REPLICAS_UID = "django_cachestrat.replicas"
 _accessors: list[type[models.Model]] = []  # settings-named models given ``cached`` here
 _failure: list[BaseException] = []
 
@@ -27,7 +28,7 @@ def install() -> None:
     """Keep missed invalidations in the database, watch every connection's statements,
     give settings-named models a ``cached`` accessor, connect the model receivers and
     make transparent models' managers transparent."""
-    from . import durable, statements, transparent
+    from . import durable, replicas, statements, transparent
     from .accessor import CachedDescriptor
     from .invalidation import connect_receivers
     from .options import cached_models
@@ -35,6 +36,7 @@ def install() -> None:
     uninstall()
     durable.install()
     connection_created.connect(statements.install, dispatch_uid=_UID)
+    connection_created.connect(replicas.warn_undeclared, dispatch_uid=_REPLICAS_UID)
     for conn in connections.all(initialized_only=True):
         statements.install(conn)
     try:
@@ -52,10 +54,11 @@ def install() -> None:
 
 def uninstall() -> None:
     """Take every hook out again; the app then does nothing."""
-    from . import durable, statements
+    from . import durable, replicas, statements
 
     _unwire_models()
     connection_created.disconnect(statements.install, dispatch_uid=_UID)
+    connection_created.disconnect(replicas.warn_undeclared, dispatch_uid=_REPLICAS_UID)
     for conn in connections.all(initialized_only=True):
         statements.uninstall(conn)
     durable.uninstall()
@@ -75,9 +78,10 @@ def _unwire_models() -> None:
 
 def reset(**kwargs: Any) -> None:
     """Forget everything derived from the settings, then install again."""
-    from . import client, invalidation, plan, statements
+    from . import client, invalidation, plan, replicas, statements
 
     plan.reset_plans()
+    replicas.forget_checked()
     client.reset()
     invalidation.reset()
     statements.reset()

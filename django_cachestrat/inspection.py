@@ -10,7 +10,7 @@ from django.db import models, router
 
 from .client import connection, fail_open
 from .invalidation import invalidate_pks
-from .keys import key_part
+from .keys import KeySpace, key_part
 from .plan import ModelPlan, plan_for
 from .serializers import ABSENT, ROW, CorruptPayload, Payload
 from .transactions import scope_tag
@@ -162,9 +162,10 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
     """Read the row's cache entries and its database row; Redis errors propagate
     (:class:`~django_cachestrat.client.Unavailable` when the breaker is open)."""
     plan = plan_for(model._meta.concrete_model or model)
-    keys = plan.keys
+    using = router.db_for_read(plan.model)
+    keys = plan.space(using)  # the keys of the database a read would use
     key = keys.row(pk)
-    stripe = keys.stripe(keys.stripe_of(pk, plan.stripes))
+    stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))  # counters: per model
     members = [f"{name}:{key_part(pk)}" for name in plan.options.counters]
     commands: list[Sequence[Any]] = [
         ("GET", keys.generation),
@@ -177,7 +178,7 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
         commands += [("HMGET", stripe.pending, *members), ("HMGET", stripe.claimed, *members)]
     row_gen, absent_gen, data, ttl, lease_ttl, *counts = _run(commands)
     # Inside a test case, what the test filled carries its scope (as a read would see it).
-    scope = scope_tag(router.db_for_read(plan.model), detect=True)
+    scope = scope_tag(using, detect=True)
     stored_gen, absent_gen = row_gen or b"", absent_gen or b""
     row_gen = stored_gen + scope
     state, payload = _state(plan, data, row_gen, absent_gen)
@@ -195,7 +196,7 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
     )
     cached = payload.values if payload is not None and payload.kind == ROW else None
     report.fields = _fields(plan, cached, values, counts)
-    report.lookups = _lookups(plan, (values, cached), (row_gen, absent_gen))
+    report.lookups = _lookups(plan, keys, (values, cached), (row_gen, absent_gen))
     return report
 
 
@@ -230,7 +231,10 @@ def _fields(
 
 
 def _lookups(
-    plan: ModelPlan, sources: Sequence[list[Any] | None], gens: tuple[bytes, bytes]
+    plan: ModelPlan,
+    space: KeySpace,
+    sources: Sequence[list[Any] | None],
+    gens: tuple[bytes, bytes],
 ) -> list[LookupState]:
     """The lookup keys of the row's current value, and of the cached value if it differs."""
     indexes = {name: plan.codec.attnames.index(f.attname) for name, f in plan.lookup_fields.items()}
@@ -238,8 +242,8 @@ def _lookups(
     wanted = [(name, value) for name, value in dict.fromkeys(pairs) if value is not None]
     if not wanted:
         return []
-    keys = [plan.keys.lookup(name, value) for name, value in wanted]
-    out = _run([c for k in keys for c in (("GET", k), ("PTTL", k), ("PTTL", plan.keys.lease(k)))])
+    keys = [space.lookup(name, value) for name, value in wanted]
+    out = _run([c for k in keys for c in (("GET", k), ("PTTL", k), ("PTTL", space.lease(k)))])
     found = []
     for i, ((name, value), key) in enumerate(zip(wanted, keys, strict=True)):
         data, ttl, lease_ttl = out[3 * i : 3 * i + 3]

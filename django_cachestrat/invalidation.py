@@ -7,11 +7,12 @@ from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, models, router
+from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_save
 
-from . import counter_saves, counters, handled, reads, relations, transactions
+from . import counter_saves, counters, handled, reads, relations, replicas, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
+from .conf import conf
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 from .signals import flushed, invalidated
@@ -51,13 +52,14 @@ def reset() -> None:
 
 
 def _keys_for(
-    plans: list[ModelPlan], pks: list[Any], values: dict[str, list[Any]] | None
+    plans: list[ModelPlan], pks: list[Any], values: dict[str, list[Any]] | None, using: str
 ) -> set[str]:
     keys: set[str] = set()
     for plan in plans:
+        space = plan.space(using)
         for pk in pks:
-            row = plan.keys.row(pk)
-            keys.update((row, plan.keys.lease(row)))
+            row = space.row(pk)
+            keys.update((row, space.lease(row)))
         # Drop the lookup keys of the rows' current values: a cached "no such username"
         # must not outlive the row that now has it. Old values are caught on read.
         for name, field in plan.lookup_fields.items():
@@ -65,25 +67,35 @@ def _keys_for(
                 if value is None:
                     continue
                 try:
-                    lookup = plan.keys.lookup(name, field.to_python(value))
+                    lookup = space.lookup(name, field.to_python(value))
                 except ValidationError:
                     continue
-                keys.update((lookup, plan.keys.lease(lookup)))
+                keys.update((lookup, space.lease(lookup)))
     return keys
 
 
 _send = fail_open(send_invalidations)
 
 
-def _send_safely(keys: Iterable[str], generations: Iterable[str], plans: list[ModelPlan]) -> None:
-    """Send now; what Redis cannot take is kept and replayed once it answers again."""
+def _send_safely(
+    keys: Iterable[str],
+    generations: Iterable[str],
+    fallback: Iterable[str],
+    marks: Iterable[str] = (),
+    lag_ms: int = 0,
+) -> None:
+    """Send now; what Redis cannot take is kept and replayed once it answers again.
+
+    ``marks``: markers to set for ``lag_ms`` with the deletes (a primary with replicas). A
+    replay sets none: by the time Redis answers again, the replicas have caught up.
+    """
     keys, generations = list(keys), list(generations)
     if not (keys or generations):
         return
     try:
-        _send(keys, generations)
+        _send(keys, generations, list(marks), lag_ms)
     except (Unavailable, *REDIS_ERRORS) as exc:
-        pending.add(keys, generations, fallback=[plan.keys.generation for plan in plans])
+        pending.add(keys, generations, fallback=list(fallback))
         if not isinstance(exc, Unavailable):  # FAIL_OPEN = False: kept, and it rises
             raise
 
@@ -119,14 +131,20 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
     the commit can no longer fill it (the stale-set race).
     """
     state = transactions.state_for(using)
+    fallback = [plan.space(using).generation for plan in plans]
+    lag_ms = plans[0].lag_ms if using in plans[0].primaries else 0
     if state is None:
-        _send_safely(change.keys, change.generations, plans)
+        marks = replicas.marks(change.keys, change.generations) if lag_ms else ()
+        _send_safely(change.keys, change.generations, fallback, marks, lag_ms)
         changed = {plan: set(change.pks or ()) for plan in plans}
-        _after_commit(changed, plans if change.flushed else [])
+        _after_commit(changed, plans if change.flushed else [], using)
         return
     state.add_hook(_on_commit, first=True)
     state.keys |= change.keys
     state.generations |= change.generations
+    state.fallback.update(fallback)
+    state.lag_ms = max(state.lag_ms, lag_ms)
+    state.using = using
     for plan in plans:
         label = plan.keys.label
         if change.inserted and change.pks is None:
@@ -140,8 +158,10 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
 
 
 def _on_commit(state: transactions.TxState) -> None:
-    _send_safely(state.keys, state.generations, list(state.changed))
-    _after_commit(state.changed, list(state.flushed))
+    lag_ms = state.lag_ms
+    marks = replicas.marks(state.keys, state.generations) if lag_ms else ()
+    _send_safely(state.keys, state.generations, state.fallback, marks, lag_ms)
+    _after_commit(state.changed, list(state.flushed), state.using)
 
 
 def note_write(using: str) -> None:
@@ -153,13 +173,16 @@ def note_write(using: str) -> None:
         state.add_hook(_on_commit, first=True)
 
 
-def _after_commit(changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan]) -> None:
+def _after_commit(
+    changed: dict[Any, set[Any]], flushed_plans: list[ModelPlan], using: str | None
+) -> None:
     for plan, pks in changed.items():
         if pks:
             plan.stats.invalidations += len(pks)
             invalidated.send(plan.model, pks=sorted(pks, key=str))
             if plan.options.strategy == "write_through":
-                reads.refill(plan, pks)
+                # From the database written: a replica may not have the commit yet.
+                reads.refill(plan, pks, using)
     for plan in flushed_plans:
         plan.stats.invalidations += 1
         flushed.send(plan.model)
@@ -172,7 +195,7 @@ def invalidate_pks(
     values: dict[str, list[Any]] | None = None,
 ) -> None:
     """Drop rows, and lookups of the given ``{field: values}``, once the write commits."""
-    _invalidate(model, list(pks), using or DEFAULT_DB_ALIAS, values)
+    _invalidate(model, list(pks), using or router.db_for_write(model), values)
 
 
 def _invalidate(
@@ -191,7 +214,7 @@ def _invalidate(
     for group, group_pks in _by_pk_terms(model, plans, pks, using, instance):
         try:
             group_pks = [group[0].clean_pk(pk) for pk in group_pks]
-            keys = _keys_for(group, group_pks, values)
+            keys = _keys_for(group, group_pks, values, using)
             change = Change(group_pks, keys)
             hash(frozenset(group_pks))
         except (TypeError, ValueError):  # a pk value that cannot name a key: flush instead
@@ -235,7 +258,7 @@ def invalidate_models(changed: Iterable[type[models.Model]], using: str) -> None
     """Flush several models at once: one pipelined round trip for all their generations."""
     plans = list({plan: None for model in changed for plan in family(model)})
     if plans:
-        generations = {p.keys.generation for p in plans}
+        generations = {p.space(using).generation for p in plans}
         _apply(plans, using, Change(None, generations=generations, flushed=True))
 
 
@@ -247,9 +270,9 @@ def truncated(emptied: Iterable[type[models.Model]], using: str) -> None:
     plans = [plan_for(m) for m in emptied if m in cached]
     state = transactions.state_for(using)
     if state is None:
-        counters.forget_pending(plans)
+        counters.forget_pending(plans, using)
     else:
-        state.add_hook(lambda _: counters.forget_pending(plans))
+        state.add_hook(lambda _: counters.forget_pending(plans, using))
 
 
 def invalidate_absences(
@@ -259,17 +282,21 @@ def invalidate_absences(
     new rows (or, unnamed, every absence of the model) bypass the cache until commit."""
     plans = family(model)
     if plans:
-        absences = {p.keys.absent for p in plans}
+        absences = {p.space(using).absent for p in plans}
         _apply(plans, using, Change(pks, generations=absences, inserted=True))
 
 
 def flush(model: type[models.Model], using: str | None = None) -> None:
-    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis. Inside
-    a transaction it waits for the commit, like any invalidation: flushed early, readers
-    would refill the old rows under the new generation, and they would outlive the commit."""
+    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis; in the
+    database ``using``, by default in every database (a replica's rows are its primary's).
+    Inside a transaction it waits for the commit, like any invalidation: flushed early,
+    readers would refill the old rows under the new generation, and they would outlive the
+    commit."""
     plan = plan_for(model)
-    using = using or router.db_for_write(model)
-    _apply([plan], using, Change(None, generations=[plan.keys.generation], flushed=True))
+    replicas_ = conf.REPLICAS
+    for alias in [using] if using else [a for a in connections if a not in replicas_]:
+        generation = plan.space(alias).generation
+        _apply([plan], alias, Change(None, generations=[generation], flushed=True))
 
 
 def _on_write(sender: type[models.Model], instance: models.Model, using: str, **kw: Any) -> None:

@@ -10,7 +10,7 @@ import zlib
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
 from django.utils import timezone
 
 __all__ = ["KeySpace", "StripeKeys", "key_part", "schema_hash"]
@@ -83,7 +83,9 @@ class StripeKeys(NamedTuple):
 
 
 class KeySpace:
-    """Every key of one model: ``{prefix}:{app_label}.{model}:{{pk}}`` and friends.
+    """Every key of one model in one database: ``{prefix}:{app_label}.{model}:{{pk}}``
+    and friends; ``{prefix}:{app_label}.{model}@{alias}:{{pk}}`` for rows of a database
+    other than ``default`` (the same pk in two databases is two rows, so two keys).
 
     The ``{...}`` hash tag holds only the pk (or lookup value), so a row, its lease and its
     lookup's lease live in one Redis Cluster slot and every Lua script stays single-slot.
@@ -93,13 +95,19 @@ class KeySpace:
     what readers of the other one cached; the payload names its schema instead.
     """
 
-    __slots__ = ("_stripes", "absent", "base", "generation", "label", "namespace")
+    __slots__ = ("_stripes", "absent", "base", "database", "generation", "label", "namespace")
 
-    def __init__(self, prefix: str, model: type[models.Model]) -> None:
+    def __init__(
+        self, prefix: str, model: type[models.Model], database: str = DEFAULT_DB_ALIAS
+    ) -> None:
         concrete = model._meta.concrete_model
         assert concrete is not None
         self.label = concrete._meta.label_lower
-        self.namespace = f"{prefix}:{self.label}:"
+        self.database = database
+        # The default database keeps the key text of releases that named no database, so
+        # a project with one database sees no change (and no cold cache on upgrade).
+        where = "" if database == DEFAULT_DB_ALIAS else f"@{database}"
+        self.namespace = f"{prefix}:{self.label}{where}:"
         self.base = self.namespace
         # Flushing a model bumps this counter; payloads carry the generation they were
         # filled under, so a flush is one INCR and old payloads read as misses.
@@ -114,6 +122,12 @@ class KeySpace:
 
     def lookup(self, field: str, value: Any) -> str:
         return f"{self.base}{field}:{{{key_part(value)}}}"
+
+    @staticmethod
+    def written(key: str) -> str:
+        """Set for a moment when a write on the primary deletes ``key`` (a row, a lookup,
+        a generation): a fill that reads a replica and finds it reads the primary."""
+        return f"{key}:written"
 
     @staticmethod
     def lease(key: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models, router
 
+from . import replicas
 from .client import Unavailable, connection, fail_open
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
@@ -25,18 +26,19 @@ from .transactions import is_model_touched, scope_tag
 __all__ = ["get_by_lookup"]
 
 
-def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
+def get_by_lookup(plan: ModelPlan, name: str, value: Any, using: str | None = None) -> models.Model:
     """The row whose unique field ``name`` equals ``value``: lookup key → pk → row."""
     field = plan.lookup_fields[name]
     value = plan.clean(field, value)
-    using = router.db_for_read(plan.model)
+    using = using or router.db_for_read(plan.model)
     # NULL is matched by IS NULL, by any number of rows; under a collation the database
     # may find equal what a key tells apart: the database answers both.
     if value is None or name in plan.inexact_lookups or is_model_touched(plan.keys.label):
         return _db_lookup(plan, name, value, using)
-    key = plan.keys.lookup(name, value)
+    space = plan.space(using)
+    key = space.lookup(name, value)
     try:
-        generations, (data,) = _read(plan, [key], using)
+        generations, (data,) = _read(space, [key], using)
     except Unavailable:
         return _db_lookup(plan, name, value, using)
     pk = _decode_pointer(plan, data, generations) if data is not None else None
@@ -46,7 +48,7 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any) -> models.Model:
     if pk is MISSING:
         raise plan.does_not_exist(_not_found(plan, name, value))
     try:
-        instance = get(plan, pk)
+        instance = get(plan, pk, using)
     except plan.does_not_exist:
         instance = None
     # The pointer is checked against the row, so a renamed or deleted row never resolves
@@ -83,8 +85,11 @@ def _resolve_lookup(
         return _decode_pointer(plan, data, generations)
 
     def load(values: list[Any]) -> Loaded:
-        query = plan.rows(using).filter(**{f"{name}__in": values}).order_by()
-        pks = dict(query.values_list(name, "pk"))
+        if using in plan.replicas:  # a replica may lag: see replicas.py
+            pks = replicas.primary_values(plan, generations.keys, name, values, using)
+        else:
+            query = plan.rows(using).filter(**{f"{name}__in": values}).order_by()
+            pks = dict(query.values_list(name, "pk"))
         loaded: Loaded = {}
         for value in values:
             pk = pks.get(value, MISSING)

@@ -6,10 +6,10 @@ import random
 from typing import Any, cast
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, models
 from django.db.models.functions import Cast
 
-from .conf import conf
+from .conf import conf, primary_of
 from .keys import KeySpace
 from .options import ModelOptions, options_for
 from .serializers import Codec, json_text_name
@@ -41,7 +41,13 @@ class ModelPlan:
         meta = model._meta
         self.concrete = meta.concrete_model or model
         self.options: ModelOptions = options_for(model)
-        self.keys = KeySpace(conf.KEY_PREFIX, model)
+        self.keys = KeySpace(conf.KEY_PREFIX, model)  # the default database's rows
+        self._spaces: dict[str, KeySpace] = {DEFAULT_DB_ALIAS: self.keys}
+        # Replica alias -> primary alias; writes on a primary mark what they delete, so a
+        # fill that reads a lagging replica knows to read the primary (see replicas.py).
+        self.replicas = conf.REPLICAS
+        self.primaries = frozenset(self.replicas.values())
+        self.lag_ms = max(1, int(conf.REPLICA_LAG * 1000))
         self.codec = Codec(model)
         self.pk_field = meta.pk
         self.lookup_fields: dict[str, models.Field[Any, Any]] = {
@@ -75,6 +81,17 @@ class ModelPlan:
         }
         self.counter_bounds: dict[tuple[str, str], tuple[int, int]] = {}  # (field, alias)
         self.stats = stats_for(self.keys.label)
+
+    def space(self, using: str) -> KeySpace:
+        """The keys of this model's rows in the database ``using`` reads: a replica's rows
+        are its primary's, so they share the primary's keys (and its invalidations)."""
+        try:
+            return self._spaces[using]
+        except KeyError:
+            database = primary_of(using)
+            space = self._spaces.get(database) or KeySpace(conf.KEY_PREFIX, self.model, database)
+            self._spaces[database] = self._spaces[using] = space
+            return space
 
     def ttl_ms(self, timeout: float | None = None) -> int:
         """A TTL drawn uniformly in ``timeout * (1 ± JITTER)``, so hot keys spread out."""

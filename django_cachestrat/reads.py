@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters, signals
+from . import counters, replicas, signals
 from .client import Unavailable, connection, fail_open
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
@@ -57,9 +57,9 @@ class Generations:
         return self._absent
 
 
-def _read(plan: ModelPlan, keys: list[str], using: str) -> tuple[Generations, list[bytes | None]]:
-    generation, *values = _mget([plan.keys.generation, *keys])
-    return Generations(plan.keys, generation, scope_tag(using)), values
+def _read(space: KeySpace, keys: list[str], using: str) -> tuple[Generations, list[bytes | None]]:
+    generation, *values = _mget([space.generation, *keys])
+    return Generations(space, generation, scope_tag(using)), values
 
 
 def is_current_absence(payload: Payload, generations: Generations) -> bool:
@@ -101,21 +101,23 @@ def is_refresh_due(payload: Payload, beta: float) -> bool:
     return bool(scale_ms * -math.log(1.0 - random.random()) >= left_ms)
 
 
-def get(plan: ModelPlan, pk: Any) -> models.Model:
-    """The row with this pk, from Redis when possible; raises ``DoesNotExist``."""
+def get(plan: ModelPlan, pk: Any, using: str | None = None) -> models.Model:
+    """The row with this pk, from Redis when possible; raises ``DoesNotExist``. ``using``:
+    the database to read, by default the router's."""
     started = time.perf_counter()
     pk = plan.clean_pk(pk)
     if pk is None:  # no row has a NULL pk, and None names no key
         raise plan.does_not_exist(_not_found(plan, "pk", pk))
     if plan.options.counters:  # rows with write-behind counters take the batch path
-        return _one(plan, pk, get_many(plan, [pk]))
-    using = router.db_for_read(plan.model)
+        return _one(plan, pk, get_many(plan, [pk], using))
+    using = using or router.db_for_read(plan.model)
     label = plan.keys.label
     if plan.pk_inexact or is_touched(label, pk):  # pk_inexact: see plan.has_collation
         return _db_get(plan, pk, using)
-    key = plan.keys.row(pk)
+    space = plan.space(using)
+    key = space.row(pk)
     try:
-        generations, (data,) = _read(plan, [key], using)
+        generations, (data,) = _read(space, [key], using)
     except Unavailable:
         return _db_get(plan, pk, using)
     if data is not None:
@@ -133,22 +135,24 @@ def get(plan: ModelPlan, pk: Any) -> models.Model:
     return rows[pk]
 
 
-def get_many(plan: ModelPlan, pks: Iterable[Any]) -> dict[Any, models.Model]:
+def get_many(
+    plan: ModelPlan, pks: Iterable[Any], using: str | None = None
+) -> dict[Any, models.Model]:
     """``{pk: instance}`` for the rows that exist, in one Redis round trip when all hit."""
     started = time.perf_counter()
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
     clean = [pk for pk in clean if pk is not None]  # no row has a NULL pk
-    result = _rows(plan, clean, started)
+    using = using or router.db_for_read(plan.model)
+    result = _rows(plan, clean, started, using)
     if plan.options.counters:
-        counters.overlay(plan, result[0], result[1])
+        counters.overlay(plan, result[0], result[1], using)
     return result[0]
 
 
 def _rows(
-    plan: ModelPlan, clean: list[Any], started: float
+    plan: ModelPlan, clean: list[Any], started: float, using: str
 ) -> tuple[dict[Any, models.Model], dict[int, Any]]:
     """The rows, and the write-behind stripe versions read in the same MGET."""
-    using = router.db_for_read(plan.model)
     label = plan.keys.label
     result: dict[Any, models.Model] = {}
     bypass = set(clean) if plan.pk_inexact else {pk for pk in clean if is_touched(label, pk)}
@@ -157,10 +161,11 @@ def _rows(
         clean = [pk for pk in clean if pk not in bypass]
     if not clean:
         return result, {}
-    keys = [plan.keys.row(pk) for pk in clean]
-    versions = counters.version_keys(plan, clean) if plan.options.counters else {}
+    space = plan.space(using)
+    keys = [space.row(pk) for pk in clean]
+    versions = counters.version_keys(plan, clean, using) if plan.options.counters else {}
     try:
-        generations, values = _read(plan, keys + list(versions.values()), using)
+        generations, values = _read(space, keys + list(versions.values()), using)
     except Unavailable:
         result.update(_db_rows(plan, clean, using))
         return result, {}
@@ -201,7 +206,7 @@ def _one(plan: ModelPlan, pk: Any, rows: dict[Any, models.Model]) -> models.Mode
 
 def _refresh(plan: ModelPlan, instance: Any, generations: Generations, using: str) -> Any:
     """Recompute a hot row before it expires; everyone else keeps reading the cached one."""
-    miss = Miss(instance.pk, plan.keys.row(instance.pk), refresh=True)
+    miss = Miss(instance.pk, generations.keys.row(instance.pk), refresh=True)
     fresh = _resolve_rows(plan, [miss], generations, using, wait=False)
     if instance.pk not in fresh:  # another reader holds the lease and is refreshing it
         return instance
@@ -209,16 +214,17 @@ def _refresh(plan: ModelPlan, instance: Any, generations: Generations, using: st
     return fresh[instance.pk]
 
 
-def refill(plan: ModelPlan, pks: Iterable[Any]) -> int:
+def refill(plan: ModelPlan, pks: Iterable[Any], using: str | None = None) -> int:
     """Fill the rows that are not cached, or cached unusably (flushed, corrupt, a stale
     absence), from one database read under leases, without waiting for other holders or
     counting hits and misses; return how many rows were stored. Write-through and
-    ``cachestrat_warm`` use it."""
-    using = router.db_for_read(plan.model)
+    ``cachestrat_warm`` use it; ``using``: the database to read, by default the router's."""
+    using = using or router.db_for_read(plan.model)
     clean = list(dict.fromkeys(plan.clean_pk(pk) for pk in pks))
-    keys = [plan.keys.row(pk) for pk in clean]
+    space = plan.space(using)
+    keys = [space.row(pk) for pk in clean]
     try:
-        generations, values = _read(plan, keys, using)
+        generations, values = _read(space, keys, using)
     except Unavailable:
         return 0
     misses = []
@@ -249,7 +255,10 @@ def _resolve_rows(
 
     def load(pks: list[Any]) -> Loaded:
         start = time.perf_counter()
-        rows = {obj.pk: obj for obj in plan.fill_rows(using).filter(pk__in=pks)}
+        if using in plan.replicas:  # a replica may lag: see replicas.py
+            rows = replicas.fill_rows(plan, generations.keys, pks, using)
+        else:
+            rows = {obj.pk: obj for obj in plan.fill_rows(using).filter(pk__in=pks)}
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
         per_row_us = spent_us // len(pks)  # what recomputing one row costs, for XFetch

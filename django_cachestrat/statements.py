@@ -17,7 +17,7 @@ from .handled import mark as _mark
 from .sqllex import head
 from .sqlshape import Outcome, Table, Tables, classify, mentioned
 
-__all__ = ["install", "reset", "uninstall"]
+__all__ = ["install", "reset", "tables", "uninstall"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -74,6 +74,12 @@ def catalog() -> _Catalog:
     if _catalog is None:
         _catalog = _Catalog()
     return _catalog
+
+
+def tables() -> dict[str, Model]:
+    """db_table → model, for every table whose rows some cached model stores."""
+    known = catalog()
+    return {table: model for table, model in known.models.items() if _is_cached(model)}
 
 
 def reset() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 from celery import shared_task
 
-from . import durable
+from . import durable, external
 from .conf import conf
 from .flush import flush_all
 
-__all__ = ["beat_schedule", "flush_counters", "replay_invalidations"]
+__all__ = ["beat_schedule", "consume_external_writes", "flush_counters", "replay_invalidations"]
 
 
 @shared_task(name="django_cachestrat.flush_counters", ignore_result=True)  # type: ignore[untyped-decorator]
@@ -26,9 +26,22 @@ def replay_invalidations() -> int:
     return durable.replay()
 
 
+@shared_task(name="django_cachestrat.consume_external_writes", ignore_result=True)  # type: ignore[untyped-decorator]
+def consume_external_writes() -> int:
+    """Invalidate the writes made outside Django that the capture triggers recorded, on
+    every database where the capture is installed (at least once: see external.py)."""
+    return external.consume_all()
+
+
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """The entries to merge into ``CELERY_BEAT_SCHEDULE``: a flush and a replay of missed
-    invalidations, every ``INTERVAL`` s."""
+    invalidations, every ``WRITE_BEHIND["INTERVAL"]`` s, and with ``EXTERNAL_WRITES``
+    enabled, their consumer every ``EXTERNAL_WRITES["INTERVAL"]`` s."""
     interval = float(conf.WRITE_BEHIND["INTERVAL"])
     names = ("django_cachestrat.flush_counters", "django_cachestrat.replay_invalidations")
-    return {name: {"task": name, "schedule": interval} for name in names}
+    schedule = {name: {"task": name, "schedule": interval} for name in names}
+    external_writes = conf.EXTERNAL_WRITES
+    if external_writes["ENABLED"]:
+        name = "django_cachestrat.consume_external_writes"
+        schedule[name] = {"task": name, "schedule": float(external_writes["INTERVAL"])}
+    return schedule

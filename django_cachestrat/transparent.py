@@ -11,7 +11,7 @@ import contextvars
 from typing import Any, cast
 
 from django.apps import apps
-from django.db import connections, models, router
+from django.db import connections, models
 from django.db.models import Q
 from django.db.models.query import ModelIterable
 
@@ -54,7 +54,7 @@ class TransparentQuerySetMixin:
             name, value = lookup
             token = _on_cache_path.set(True)
             try:
-                found = _cached_get(self.model, name.removesuffix("__exact"), value)
+                found = _cached_get(self.model, name.removesuffix("__exact"), value, self.db)  # type: ignore[attr-defined]
             except self.model.DoesNotExist:  # type: ignore[attr-defined]
                 # The ORM's own message, so nothing tells a cached miss from a query.
                 raise self.model.DoesNotExist(  # type: ignore[attr-defined]
@@ -89,9 +89,8 @@ class TransparentQuerySetMixin:
             or query.low_mark
             or query.high_mark is not None
             or query.deferred_loading != (frozenset(), True)
-            # The database the query would read (routing hints included, as for a related
-            # object's instance) must be the one the cache holds rows of.
-            or self.db != router.db_for_read(self.model)  # type: ignore[attr-defined]
+            # Any database: keys name the database the query reads (``self.db``, routing
+            # hints and ``using()`` included), a replica's being its primary's.
         )
 
 
@@ -109,7 +108,7 @@ def _single_lookup(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, 
     return str(name), value
 
 
-def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
+def _cached_get(model: type[models.Model], name: str, value: Any, using: str) -> Any:
     """The row from the cache, or None to let the queryset run as usual."""
     if value is None or isinstance(value, models.expressions.Combinable):
         return None
@@ -137,17 +136,17 @@ def _cached_get(model: type[models.Model], name: str, value: Any) -> Any:
         cleaned = plan.clean(field, value)
     except ValueError:
         return None  # let the ORM raise its own error for a bad value
-    if _out_of_range(model, field, cleaned):
+    if _out_of_range(using, field, cleaned):
         return None  # the ORM answers "does not exist" without a query
     if lookup == "pk":
-        return reads.get(plan, value)
-    return lookups.get_by_lookup(plan, lookup, value)
+        return reads.get(plan, value, using)
+    return lookups.get_by_lookup(plan, lookup, value, using)
 
 
-def _out_of_range(model: type[models.Model], field: Any, value: Any) -> bool:
+def _out_of_range(using: str, field: Any, value: Any) -> bool:
     if not isinstance(field, models.IntegerField) or not isinstance(value, int):
         return False
-    ops = connections[router.db_for_read(model)].ops
+    ops = connections[using].ops
     low, high = ops.integer_field_range(field.get_internal_type())
     return (low is not None and value < low) or (high is not None and value > high)
 

@@ -14,9 +14,9 @@
 # PostgreSQL locks than a default server has); modules whose requirements are not installed
 # skip their tests. --baseline runs the same modules with the same settings but without
 # django_cachestrat, for comparison. Other options go to runtests.py as they are; give their
-# values with "=" or attached (--parallel=2, -k=name, -v2). Default: --parallel=1, because
-# parallel workers get databases of their own but share one Redis namespace, where the same
-# pk in two databases would be one cache key.
+# values with "=" or attached (--parallel=2, -k=name, -v2). Default: --parallel=1, one
+# process on these shared machines; parallel workers get clones of the databases under the
+# same aliases, so tests/django_suite_settings.py gives each its own KEY_PREFIX.
 #
 # The Django version is the one installed in $PYTHON (default .venv/bin/python); its source
 # distribution, which holds tests/, is downloaded once into .django-suite/ (git-ignored).

@@ -74,10 +74,10 @@ def instrument(crash_at: str | None, chance: float, events: str | None, slow: fl
             record(event="killed", point=here, batch=batch["id"])
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def claim_step(plan: Any, index: int) -> Any:
+    def claim_step(plan: Any, index: int, *using: Any) -> Any:
         batch["id"] = None
         maybe_die("before_claim")
-        claimed = claim(plan, index)
+        claimed = claim(plan, index, *using)
         if claimed is not None:
             result = claimed[0]
             batch["id"] = result.batch_id
@@ -96,8 +96,8 @@ def instrument(crash_at: str | None, chance: float, events: str | None, slow: fl
         record(event="applied", batch=result.batch_id, duplicate=result.duplicate)
         maybe_die("after_commit")
 
-    def flush_stripe_step(plan: Any, index: int) -> Any:
-        result = flush_stripe(plan, index)
+    def flush_stripe_step(plan: Any, index: int, *using: Any) -> Any:
+        result = flush_stripe(plan, index, *using)
         if result is not None:
             record(
                 event="acknowledged",

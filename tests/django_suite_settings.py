@@ -27,8 +27,11 @@ if not BASELINE:
     if "django_cachestrat" not in _always:
         _always.append("django_cachestrat")
 
+    _reported: dict[str, int] = {}
+
     def _report_reads() -> None:
-        """Append this process's cache reads to the file the script reads them from."""
+        """Append this process's cache reads since its last report to the file the script
+        adds them up from."""
         import json
 
         from django_cachestrat.stats import _stats
@@ -37,10 +40,41 @@ if not BASELINE:
         if path:
             names = ("hits", "misses", "fills", "queries_saved")
             totals = {n: sum(getattr(s, n) for s in _stats.values()) for n in names}
+            delta = {n: totals[n] - _reported.get(n, 0) for n in names}
+            _reported.update(totals)
             with open(path, "a") as out:
-                out.write(json.dumps(totals) + "\n")
+                out.write(json.dumps(delta) + "\n")
 
     atexit.register(_report_reads)
+
+    def _init_worker(*args: object, **kwargs: object) -> None:
+        """A parallel worker gets clones of the databases under the same aliases: give its
+        keys a prefix of its own, as the clones are other databases."""
+        _original_init_worker(*args, **kwargs)
+        from django.conf import settings as live
+
+        from django_cachestrat import apps as wiring
+
+        worker = getattr(_django_runner, "_worker_id", 0)
+        live.CACHESTRAT = {**live.CACHESTRAT, "KEY_PREFIX": f"cs.w{worker}"}
+        wiring.reset()
+        # Pool workers end without running atexit hooks: report reads after each subsuite.
+        _runner_module = sys.modules["django.test.runner"]
+        original_run = _runner_module.RemoteTestRunner.run
+
+        def run(self: object, test: object) -> object:
+            try:
+                return original_run(self, test)
+            finally:
+                _report_reads()
+
+        _runner_module.RemoteTestRunner.run = run  # type: ignore[method-assign]
+
+    # runtests.py imports the runner before these settings; its workers start with this.
+    _django_runner = sys.modules.get("django.test.runner")
+    if _django_runner is not None:
+        _original_init_worker = _django_runner._init_worker
+        _django_runner.ParallelTestSuite.init_worker = _init_worker  # type: ignore[assignment]
 
 
 def _database(name: str) -> dict[str, object]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 
-def count_queries(func: Callable[[], Any]) -> tuple[Any, int]:
-    with CaptureQueriesContext(connection) as ctx:
+def count_queries(func: Callable[[], Any], using: str | None = None) -> tuple[Any, int]:
+    """``func()`` and how many queries it ran on the database ``using`` (default: default)."""
+    with CaptureQueriesContext(connections[using] if using else connection) as ctx:
         result = func()
     return result, len(ctx.captured_queries)
 

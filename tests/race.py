@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from django.db import connections, models, transaction
+from django.db import connections, models, router, transaction
 from django_redis import get_redis_connection
 
 from django_cachestrat import invalidation, leases, reads
@@ -56,7 +56,7 @@ class Versioned:
 
     def write(self, pk: int, pause: Pauses) -> int:
         """Increment the version in a transaction; returns the version committed."""
-        with transaction.atomic():
+        with transaction.atomic(using=router.db_for_write(self.model)):
             row = self.model._default_manager.select_for_update().get(pk=pk)
             setattr(row, self.field, getattr(row, self.field) + 1)
             pause("write:before-save")

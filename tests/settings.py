@@ -23,18 +23,27 @@ INSTALLED_APPS = [
 if django.VERSION >= (6, 1):  # database-level on_delete (DB_CASCADE, DB_SET_NULL)
     INSTALLED_APPS.append("tests.dbcascade")
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        # A Celery worker started by the tests is given the test database's own name.
-        "NAME": (
-            os.environ.get("CACHESTRAT_TEST_DB_NAME") or os.environ.get("PGDATABASE", "cachestrat")
-        ),
-        "USER": os.environ.get("PGUSER", "postgres"),
-        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
-        "PORT": os.environ.get("PGPORT", "5432"),
-    }
+_DATABASE = {
+    "ENGINE": "django.db.backends.postgresql",
+    # A Celery worker started by the tests is given the test database's own name.
+    "NAME": (
+        os.environ.get("CACHESTRAT_TEST_DB_NAME") or os.environ.get("PGDATABASE", "cachestrat")
+    ),
+    "USER": os.environ.get("PGUSER", "postgres"),
+    "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+    "PORT": os.environ.get("PGPORT", "5432"),
 }
+DATABASES = {
+    "default": _DATABASE,
+    # A second database (tests/test_databases.py): created only for tests that ask for it.
+    "other": {**_DATABASE, "NAME": f"{_DATABASE['NAME']}_other"},
+    # The default database under another alias (Django's test runner sees the same
+    # database twice and opens it once), as a replica is in tests: routers may read through
+    # it; CACHESTRAT["REPLICAS"] says whose rows it holds.
+    "replica": {**_DATABASE},
+}
+# Reads and writes go where tests.routers says, and to "default" otherwise.
+DATABASE_ROUTERS = ["tests.routers.ContextRouter"]
 
 REDIS_URL = os.environ.get("CACHESTRAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -47,9 +56,13 @@ CACHES = {
     "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
 
-CACHESTRAT = {
+CACHESTRAT: dict[str, object] = {
     "MODELS": {"auth.User": {"lookups": ["username"]}},
 }
+if os.environ.get("CACHESTRAT_TEST_EXTERNAL_INTERVAL"):  # a consumer the tests start
+    CACHESTRAT["EXTERNAL_WRITES"] = {
+        "INTERVAL": float(os.environ["CACHESTRAT_TEST_EXTERNAL_INTERVAL"])
+    }
 if os.environ.get("CACHESTRAT_TEST_WRITE_BEHIND"):  # a worker gets the test's own settings
     CACHESTRAT["WRITE_BEHIND"] = json.loads(os.environ["CACHESTRAT_TEST_WRITE_BEHIND"])
 

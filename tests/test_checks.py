@@ -759,3 +759,65 @@ def test_e021_a_wiring_failure_is_logged_and_reported(caplog: Any) -> None:
         assert "TypeError" in message.msg and message.hint
     assert "could not wire" in caplog.text
     assert hooks.failure() is None and check_wiring() == []
+
+
+# Several databases: REPLICAS and aliases (checks_databases.py)
+
+
+def test_e180_a_replicas_entry_names_an_unknown_alias() -> None:
+    errors = settings_errors(REPLICAS={"replica": "primary"})
+    assert ids(errors) == ["E180"]
+    assert "'primary'" in errors[0].msg and "not a DATABASES alias" in errors[0].msg
+    assert ids(settings_errors(REPLICAS={"nope": "default"})) == ["E180"]
+    assert ids(settings_errors(REPLICAS={"replica": 1})) == ["E180"]
+
+
+def test_e181_a_replica_mapped_to_itself() -> None:
+    errors = settings_errors(REPLICAS={"replica": "replica"})
+    assert ids(errors) == ["E181"]
+    assert "to itself" in errors[0].msg
+
+
+def test_e182_a_chain_of_replicas() -> None:
+    errors = settings_errors(REPLICAS={"replica": "other", "other": "default"})
+    assert ids(errors) == ["E182"]
+    assert "'replica'" in errors[0].msg and hint(errors[0])
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_e183_an_alias_that_cannot_name_keys() -> None:
+    databases = {**django_settings.DATABASES, "eu{1}": django_settings.DATABASES["default"]}
+    with override_settings(DATABASES=databases, CACHESTRAT={}):
+        errors = check_settings()
+    assert ids(errors) == ["E183"]
+    assert "'eu{1}'" in errors[0].msg
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_w140_a_test_mirror_not_declared_a_replica() -> None:
+    mirror = {**django_settings.DATABASES["default"], "TEST": {"MIRROR": "default"}}
+    databases = {**django_settings.DATABASES, "mirror": mirror}
+    with override_settings(DATABASES=databases, CACHESTRAT={}):
+        assert ids(check_settings()) == ["W140"]
+    with override_settings(DATABASES=databases, CACHESTRAT={"REPLICAS": {"mirror": "default"}}):
+        assert ids(check_settings()) == []
+
+
+def test_replica_lag_must_be_a_positive_number() -> None:
+    assert ids(settings_errors(REPLICA_LAG=0)) == ["E004"]
+    assert ids(settings_errors(REPLICAS=["replica"])) == ["E003"]
+    assert ids(settings_errors(REPLICAS={"replica": "default"}, REPLICA_LAG=0.5)) == []
+
+
+def test_e184_an_unknown_external_writes_key() -> None:
+    errors = settings_errors(EXTERNAL_WRITES={"ENABLE": True})
+    assert ids(errors) == ["E184"]
+    assert "'ENABLE'" in errors[0].msg and "ENABLED" in hint(errors[0])
+
+
+def test_e185_a_bad_external_writes_value() -> None:
+    for bad in ({"ENABLED": 1}, {"BATCH_SIZE": 0}, {"INTERVAL": -1}, {"DATABASES": ["nope"]}):
+        errors = settings_errors(EXTERNAL_WRITES=bad)
+        assert ids(errors) == ["E185"], bad
+    good = {"ENABLED": True, "DATABASES": ["default"], "BATCH_SIZE": 10, "INTERVAL": 0.5}
+    assert ids(settings_errors(EXTERNAL_WRITES=good)) == []

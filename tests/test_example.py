@@ -183,7 +183,12 @@ def test_celery_app_uses_the_project_redis_and_schedules_the_flush(project):
     assert broker == settings.REDIS_URL
     entry = schedule["django_cachestrat.flush_counters"]
     assert entry == {"task": "django_cachestrat.flush_counters", "schedule": 5.0}
-    assert tasks == ["django_cachestrat.flush_counters", "django_cachestrat.replay_invalidations"]
+    assert tasks == [
+        "django_cachestrat.consume_external_writes",
+        "django_cachestrat.flush_counters",
+        "django_cachestrat.replay_invalidations",
+    ]
+    assert "django_cachestrat.consume_external_writes" not in schedule  # not enabled
 
 
 def test_broker_url_of_an_embedded_redis_is_a_kombu_unix_socket_url(project):

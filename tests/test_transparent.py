@@ -246,12 +246,17 @@ class HidesArchived(QuerySet):  # type: ignore[type-arg]
 def archived_hidden_by_get():
     manager = Team._meta.default_manager
     transparent_mode.uninstall()
-    original = manager._queryset_class
+    own = vars(manager).get("_queryset_class")
     manager._queryset_class = HidesArchived
     transparent_mode.install()
     yield
     transparent_mode.uninstall()
-    manager._queryset_class = original
+    # Left as an attribute of the manager, the class would keep Team's manager from being
+    # made transparent again in every later test (a manager's own class is left alone).
+    if own is None:
+        del manager._queryset_class
+    else:
+        manager._queryset_class = own
     transparent_mode.install()
 
 
