@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS {OUTBOX} (
     written_at timestamptz NOT NULL DEFAULT clock_timestamp()
 )"""
 
+# The table is recorded by its qualified name, as _QUALIFIED spells it: a db_table may name
+# a schema ('"s"."t"') or hold a dot ('a.b'), and two schemas may hold one table name.
 # TG_ARGV: the pk column, then the lookup columns. to_jsonb(row) cut to those columns.
 _CREATE_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -49,7 +51,8 @@ DECLARE
     new_values jsonb;
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        INSERT INTO {OUTBOX} (table_name, op) VALUES (TG_TABLE_NAME, 'T');
+        INSERT INTO {OUTBOX} (table_name, op)
+        VALUES (quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), 'T');
         RETURN NULL;
     END IF;
     IF TG_OP <> 'INSERT' THEN
@@ -61,7 +64,8 @@ BEGIN
         FROM jsonb_each(to_jsonb(NEW)) WHERE key = ANY(TG_ARGV);
     END IF;
     INSERT INTO {OUTBOX} (table_name, op, old_values, new_values)
-    VALUES (TG_TABLE_NAME, left(TG_OP, 1), old_values, new_values);
+    VALUES (quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME), left(TG_OP, 1),
+            old_values, new_values);
     RETURN NULL;
 END
 $$"""
@@ -114,32 +118,53 @@ def _literal(columns: list[str] | None) -> list[str]:
 def uninstall(using: str) -> list[str]:
     """Drop every capture trigger, the function and the outbox; return the tables."""
     conn = connections[using]
-    quote = conn.ops.quote_name
     with transaction.atomic(using=using), conn.cursor() as cursor:
         tables = _installed(cursor)
-        for table in tables:
-            cursor.execute(f"DROP TRIGGER IF EXISTS {ROW_TRIGGER} ON {quote(table)}")
-            cursor.execute(f"DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {quote(table)}")
+        for table in tables:  # qualified and quoted already
+            cursor.execute(f"DROP TRIGGER IF EXISTS {ROW_TRIGGER} ON {table}")
+            cursor.execute(f"DROP TRIGGER IF EXISTS {TRUNCATE_TRIGGER} ON {table}")
         cursor.execute(f"DROP FUNCTION IF EXISTS {FUNCTION}()")
         cursor.execute(f"DROP TABLE IF EXISTS {OUTBOX}")
     return tables
 
 
+_QUALIFIED = "quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
+
+
 def _installed(cursor: Any) -> list[str]:
+    """The qualified names of the tables that have a capture trigger."""
     cursor.execute(
-        "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-        "WHERE t.tgname IN (%s, %s) ORDER BY 1",
+        f"SELECT DISTINCT {_QUALIFIED} FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.tgname IN (%s, %s) ORDER BY 1",
         [ROW_TRIGGER, TRUNCATE_TRIGGER],
     )
     return [name for (name,) in cursor.fetchall()]
 
 
+def _qualified(cursor: Any, quote: Any) -> dict[str, type[models.Model]]:
+    """Qualified table name (as the trigger records it) → model, for the captured tables
+    that exist in this database."""
+    found: dict[str, type[models.Model]] = {}
+    for table, model in _captured_tables().items():
+        cursor.execute(
+            f"SELECT {_QUALIFIED} FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+            [quote(table)],
+        )
+        row = cursor.fetchone()
+        if row is not None:
+            found[row[0]] = model
+    return found
+
+
 def status(using: str) -> dict[str, Any]:
     """What is installed, what is missing, and the backlog: rows and age of the oldest."""
-    with connections[using].cursor() as cursor:
+    conn = connections[using]
+    with conn.cursor() as cursor:
         cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [OUTBOX])
         (has_outbox,) = cursor.fetchone()
         installed = _installed(cursor)
+        wanted = sorted(_qualified(cursor, conn.ops.quote_name))
         backlog, oldest = 0, None
         if has_outbox:
             cursor.execute(
@@ -147,7 +172,6 @@ def status(using: str) -> dict[str, Any]:
                 f"FROM {OUTBOX}"
             )
             backlog, oldest = cursor.fetchone()
-    wanted = sorted(_captured_tables())
     return {
         "outbox": bool(has_outbox),
         "tables": installed,
@@ -195,7 +219,8 @@ def _batch(using: str, size: int) -> int:
         rows = cursor.fetchall()
         if not rows:
             return 0
-        keys, generations = _invalidations(rows, using)
+        tables = _qualified(cursor, connections[using].ops.quote_name)
+        keys, generations = _invalidations(rows, using, tables)
         primaries = frozenset(conf.REPLICAS.values())
         lag_ms = max(1, int(conf.REPLICA_LAG * 1000)) if using in primaries else 0
         marks = replicas.marks(keys, generations) if lag_ms else ()
@@ -205,8 +230,9 @@ def _batch(using: str, size: int) -> int:
     return len(rows)
 
 
-def _invalidations(rows: Iterable[tuple[Any, ...]], using: str) -> tuple[set[str], set[str]]:
-    tables = statements.tables()
+def _invalidations(
+    rows: Iterable[tuple[Any, ...]], using: str, tables: dict[str, type[models.Model]]
+) -> tuple[set[str], set[str]]:
     keys: set[str] = set()
     generations: set[str] = set()
     for _, table, op, old, new in rows:

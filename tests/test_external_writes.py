@@ -90,6 +90,22 @@ def test_a_lookup_renamed_outside_is_found_by_its_new_value(captured):
         Profile.cached.get(username="old-name")
 
 
+def test_tables_in_a_schema_or_with_a_dot_in_their_name_are_captured(captured):
+    from tests.testapp.models import Dotted, Schemed
+
+    schemed, dotted = Schemed.objects.create(name="a"), Dotted.objects.create(name="a")
+    consume()
+    assert (Schemed.cached.get(pk=schemed.pk).name, Dotted.cached.get(pk=dotted.pk).name) == (
+        "a",
+        "a",
+    )
+    outside('UPDATE "cachestrat_schema"."schemed" SET name = %s', ["b"])
+    outside('UPDATE "testapp.dotted" SET name = %s', ["b"])
+    assert "Consumed 2 captured writes." in consume()
+    assert Schemed.cached.get(pk=schemed.pk).name == "b"
+    assert Dotted.cached.get(pk=dotted.pk).name == "b"
+
+
 def test_a_truncate_outside_flushes_the_model(captured):
     profile = ProfileFactory()
     Profile.cached.get(pk=profile.pk)
@@ -113,7 +129,8 @@ def test_the_celery_task_consumes_and_beat_schedules_it_when_enabled(captured):
 
 def test_status_and_uninstall(captured):
     state = external.status("default")
-    assert state["outbox"] and "testapp_profile" in state["tables"] and state["missing"] == []
+    assert state["outbox"] and "public.testapp_profile" in state["tables"]
+    assert "cachestrat_schema.schemed" in state["tables"] and state["missing"] == []
     external.uninstall("default")
     assert external.status("default") == {
         **state,
@@ -204,3 +221,55 @@ def test_with_redis_down_the_batch_stays_for_the_next_run(captured, tmp_path):
             assert Profile.cached.get(pk=profile.pk).age == 2
     finally:
         server.stop()
+
+
+WRITES = 1000
+
+
+def test_a_thousand_psql_writes_are_each_invalidated_within_a_measured_bound(
+    captured, redis_client, tmp_path
+):
+    """A separate ``psql`` process updates 1,000 cached rows one statement at a time, while
+    the consumer runs; each row's key is watched in Redis until it goes. Delay: from the
+    write (the database's clock, same machine) to the key's deletion."""
+    from django_cachestrat.plan import plan_for
+
+    Profile.objects.bulk_create(Profile(username=f"psql{i}") for i in range(WRITES))
+    pks = list(Profile.objects.filter(username__startswith="psql").values_list("pk", flat=True))
+    consume()  # the inserts above were captured too
+    assert len(Profile.cached.get_many(pks)) == WRITES
+    keys = [plan_for(Profile).keys.row(pk) for pk in pks]
+    assert all(redis_client.mget(keys))
+    script = "".join(
+        f"UPDATE testapp_profile SET age = age + 1 WHERE id = {pk} "
+        f"RETURNING id, extract(epoch FROM clock_timestamp());\nSELECT pg_sleep(0.002);\n"
+        for pk in pks
+    )
+    settings = connection.settings_dict
+    psql = ["psql", "-X", "-q", "-At", "-h", str(settings["HOST"]), "-p", str(settings["PORT"])]
+    psql += ["-U", str(settings["USER"]), "-d", str(settings["NAME"]), "-v", "ON_ERROR_STOP=1"]
+    child = _consumer("-m", "django", "cachestrat_external_writes", "consume")
+    try:
+        time.sleep(1.0)  # started
+        (tmp_path / "writes.sql").write_text(script)
+        psql += ["-f", str(tmp_path / "writes.sql")]
+        writer = subprocess.Popen(psql, stdout=subprocess.PIPE, text=True)
+        gone: dict[int, float] = {}
+        deadline = time.monotonic() + 120
+        while len(gone) < WRITES and time.monotonic() < deadline:
+            now = time.time()
+            for pk, value in zip(pks, redis_client.mget(keys), strict=True):
+                if value is None and pk not in gone:
+                    gone[pk] = now
+            time.sleep(0.002)
+        out, _ = writer.communicate(timeout=120)
+    finally:
+        child.terminate()
+        child.wait(30)
+        child.stdout.close()  # type: ignore[union-attr]
+    written = {int(pk): float(at) for pk, at in (line.split("|") for line in out.split())}
+    assert len(written) == WRITES and len(gone) == WRITES  # every write invalidated
+    delays = sorted((gone[pk] - written[pk]) * 1000 for pk in pks)
+    p50, p99, worst = delays[WRITES // 2], delays[WRITES * 99 // 100], delays[-1]
+    print(f"{WRITES} psql writes: p50 {p50:.0f} ms, p99 {p99:.0f} ms, max {worst:.0f} ms")
+    assert p99 < 2000, (p50, p99, worst)  # the consumer polls every 0.05 s here
