@@ -11,7 +11,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from . import stats
-from .client import REDIS_ERRORS, Unavailable, breaker, connection, fail_open
+from .client import REDIS_ERRORS, Unavailable, breaker, fail_open, topology
 from .conf import conf
 from .flush import counter_models
 from .models import CounterBatch, DeadLetter
@@ -82,9 +82,20 @@ class Server:
         return found
 
 
+#: INFO fields added up over a cluster's primaries; the others are the first primary's.
+SUMMED = ("used_memory", "maxmemory", "evicted_keys", "keyspace_hits", "keyspace_misses")
+
+
 @fail_open
 def _info() -> dict[str, Any]:
-    return connection().info()
+    """INFO of the server, or of every primary of a cluster added up."""
+    infos: list[dict[str, Any]] = [client.info() for client in topology().primaries()]
+    merged = dict(infos[0])
+    for name in SUMMED:
+        merged[name] = sum(int(info.get(name, 0)) for info in infos)
+    policies = sorted({str(info.get("maxmemory_policy", "?")) for info in infos})
+    merged["maxmemory_policy"] = ",".join(policies)  # primaries set apart show each
+    return merged
 
 
 def server_figures(summaries: dict[str, stats.Summary]) -> Server:
@@ -172,13 +183,13 @@ class WriteBehind:
 
 @fail_open
 def _stripes(plan: ModelPlan) -> list[Any]:
-    pipe = connection().pipeline(transaction=False)
+    pipe = topology().pipeline()
     for index in range(plan.stripes):
         keys = plan.keys.stripe(index)
         pipe.hlen(keys.pending)
         pipe.hlen(keys.claimed)
         pipe.get(keys.claim)
-    return pipe.execute()
+    return list(pipe.execute())
 
 
 def write_behind() -> list[WriteBehind]:

@@ -1,0 +1,207 @@
+"""Redis Cluster and Sentinel through ``CONNECTION``: every path against real local servers."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
+from redis import Redis
+
+from django_cachestrat import client, flush, stats
+from django_cachestrat.client import breaker, connection, pending, topology
+from django_cachestrat.inspection import inspect_row
+from django_cachestrat.models import CounterBatch
+from django_cachestrat.overview import gather
+from django_cachestrat.plan import plan_for
+from tests import cluster as servers
+from tests.factories import ProfileFactory, TeamFactory
+from tests.helpers import count_queries
+from tests.servers import LocalCluster, free_cluster_port
+from tests.testapp.models import Profile, Team
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("cluster")))
+    try:
+        cluster.start()
+        servers.running["cluster"] = cluster
+        yield cluster
+    finally:
+        servers.running.pop("cluster", None)
+        cluster.stop()
+
+
+def with_connection(path: str) -> override_settings:
+    return override_settings(CACHESTRAT={**settings.CACHESTRAT, "CONNECTION": path})
+
+
+@pytest.fixture
+def on_cluster(local_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """Every Redis call of the app goes to the local cluster, emptied before the test."""
+    servers.flush_cluster(local_cluster)
+    with with_connection("tests.cluster.cluster_client"):
+        breaker.reset()
+        pending.clear()
+        yield local_cluster
+    breaker.reset()
+    pending.clear()
+
+
+def keys_by_node(cluster: LocalCluster, pattern: str) -> dict[int, list[bytes]]:
+    found = {}
+    for port in cluster.live_ports():
+        with Redis(port=port) as node:
+            if node.info("replication")["role"] == "master":
+                found[port] = list(node.scan_iter(pattern))
+    return found
+
+
+def test_the_connection_is_a_redis_cluster(on_cluster: LocalCluster) -> None:
+    assert type(connection()).__name__ == "RedisCluster"
+    assert topology().is_cluster
+
+
+def test_reads_hit_after_one_fill_with_rows_spread_over_every_primary(
+    on_cluster: LocalCluster,
+) -> None:
+    profiles = ProfileFactory.create_batch(30)
+    pks = [p.pk for p in profiles]
+    assert count_queries(lambda: Profile.cached.get_many(pks))[1] == 1
+    found, n = count_queries(lambda: Profile.cached.get_many(pks))
+    assert n == 0 and sorted(found) == sorted(pks)
+    assert count_queries(lambda: Profile.cached.get(pk=pks[0]))[1] == 0
+    nodes = keys_by_node(on_cluster, "cs:testapp.profile:{*}")
+    assert len(nodes) == 3 and all(nodes.values())  # the rows live on all three primaries
+    user = ProfileFactory(username="jane")
+    Profile.cached.get(username="jane")
+    assert count_queries(lambda: Profile.cached.get(username="jane"))[1] == 0
+    assert Profile.cached.get(username="jane").pk == user.pk
+
+
+def test_saves_deletes_and_flushes_invalidate(on_cluster: LocalCluster) -> None:
+    profiles = ProfileFactory.create_batch(10, age=1)
+    pks = [p.pk for p in profiles]
+    Profile.cached.get_many(pks)
+    profiles[0].age = 2
+    profiles[0].save()
+    assert Profile.cached.get(pk=pks[0]).age == 2
+    profiles[1].delete()
+    with pytest.raises(Profile.DoesNotExist):
+        Profile.cached.get(pk=pks[1])
+    Profile.objects.filter(pk__in=pks[2:]).update(age=5)
+    assert {p.age for p in Profile.cached.get_many(pks[2:]).values()} == {5}
+    Profile.cached.flush()
+    _, n = count_queries(lambda: Profile.cached.get_many(pks[2:]))
+    assert n == 1  # every row a miss after the flush
+
+
+def test_write_behind_increments_overlay_and_flush(on_cluster: LocalCluster) -> None:
+    profiles = ProfileFactory.create_batch(12, likes=10)
+    for profile in profiles:
+        Profile.cached.incr(profile.pk, "likes", by=3)
+    rows = Profile.cached.get_many([p.pk for p in profiles])
+    assert {row.likes for row in rows.values()} == {13}  # pending increments added
+    results = flush.flush_all()
+    assert sum(r.increments for r in results) == 36
+    assert set(Profile.objects.values_list("likes", flat=True)) == {13}
+    assert CounterBatch.objects.count() == len(results) > 1  # several stripes, several slots
+    assert {row.likes for row in Profile.cached.get_many([p.pk for p in profiles]).values()} == {13}
+
+
+def test_statistics_overview_and_inspector(on_cluster: LocalCluster) -> None:
+    stats.reset()
+    profiles = ProfileFactory.create_batch(20)
+    Profile.cached.get_many([p.pk for p in profiles])
+    Profile.cached.get_many([p.pk for p in profiles])
+    Profile.cached.incr(profiles[0].pk, "likes")
+    summary = stats.read(5)["testapp.profile"]
+    assert (summary.counts["hits"], summary.counts["misses"]) == (20, 20)
+    figures = gather()
+    assert figures.server is not None and figures.server.version.startswith("7.")
+    (row,) = [m for m in figures.models if m.label == "testapp.profile"]
+    on_nodes = keys_by_node(on_cluster, "cs:testapp.profile:*")
+    assert row.keys_exact and row.keys == sum(len(keys) for keys in on_nodes.values())
+    (wb,) = figures.write_behind
+    assert wb.pending == 1
+    report = inspect_row(Profile, profiles[3].pk)
+    assert report.state == "row" and report.in_database
+
+
+def test_commands(on_cluster: LocalCluster) -> None:
+    teams = TeamFactory.create_batch(5)
+    out = io.StringIO()
+    call_command("cachestrat_warm", "testapp.Team", stdout=out, stderr=io.StringIO())
+    assert count_queries(lambda: Team.cached.get_many([t.pk for t in teams]))[1] == 0
+    call_command("cachestrat_invalidate", "testapp.Team", str(teams[0].pk), stdout=out)
+    assert count_queries(lambda: Team.cached.get(pk=teams[0].pk))[1] == 1
+    call_command("cachestrat_stats", "--minutes", "5", stdout=out)
+    assert "testapp.team" in out.getvalue()
+    call_command("cachestrat_inspect", "testapp.Team", str(teams[1].pk), stdout=out)
+    assert "Cached row" in out.getvalue()
+    profile = ProfileFactory(likes=1)
+    Profile.cached.incr(profile.pk, "likes")
+    call_command("cachestrat_flush_counters", stdout=out)
+    assert Profile.objects.get(pk=profile.pk).likes == 2
+    call_command("cachestrat_replay_invalidations", stdout=out)
+
+
+def test_missed_invalidations_are_replayed_to_the_cluster(on_cluster: LocalCluster) -> None:
+    profiles = ProfileFactory.create_batch(6, age=1)
+    pks = [p.pk for p in profiles]
+    Profile.cached.get_many(pks)
+    Profile.objects.filter(pk__in=pks).update(age=2)  # invalidated: keys and rows agree
+    Profile.cached.get_many(pks)
+    keys = [plan_for(Profile).keys.row(pk) for pk in pks]
+    # Deletes that could not be sent, replayed at the next call (keys on several nodes).
+    Profile.objects.filter(pk__in=pks).update(age=3)
+    pending.add(keys, [], fallback=[])
+    assert {p.age for p in Profile.cached.get_many(pks).values()} == {3}
+    assert not pending
+
+
+def test_a_cluster_unreachable_at_startup_fails_open() -> None:
+    servers.running["dead_port"] = free_cluster_port()
+    team = TeamFactory()
+    with with_connection("tests.cluster.unreachable_cluster"):
+        breaker.reset()
+        try:
+            assert Team.cached.get(pk=team.pk) == team  # from the database
+            assert Team.cached.get(pk=team.pk) == team
+        finally:
+            breaker.reset()
+            pending.clear()
+            client.reset()
+
+
+@pytest.fixture(scope="module")
+def local_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.LocalSentinel]:
+    sentinel = servers.LocalSentinel(str(tmp_path_factory.mktemp("sentinel")))
+    try:
+        sentinel.start()
+        servers.running["sentinel"] = sentinel
+        yield sentinel
+    finally:
+        servers.running.pop("sentinel", None)
+        sentinel.stop()
+
+
+def test_through_sentinel(local_sentinel: servers.LocalSentinel) -> None:
+    profiles = ProfileFactory.create_batch(3, age=1)
+    pks = [p.pk for p in profiles]
+    with with_connection("tests.cluster.sentinel_client"):
+        breaker.reset()
+        assert not topology().is_cluster
+        Profile.cached.get_many(pks)
+        assert count_queries(lambda: Profile.cached.get_many(pks))[1] == 0
+        profiles[0].age = 9
+        profiles[0].save()
+        assert Profile.cached.get(pk=pks[0]).age == 9
+    with Redis(port=local_sentinel.primary.port) as primary:
+        assert primary.exists(plan_for(Profile).keys.row(pks[1]))
