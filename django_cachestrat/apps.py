@@ -16,12 +16,14 @@ class CachestratConfig(AppConfig):
 
     def ready(self) -> None:
         from .checks import check_counters, check_models, check_settings
+        from .checks_counters import check_eviction
         from .checks_reads import check_reads
 
         checks.register(check_settings, checks.Tags.caches)
         checks.register(check_models, checks.Tags.models)
         checks.register(check_counters, checks.Tags.models)
         checks.register(check_reads, checks.Tags.models)
+        checks.register(check_eviction, checks.Tags.caches)
         setting_changed.connect(_on_setting_changed, dispatch_uid="django_cachestrat.settings")
         wire()
 

@@ -45,7 +45,11 @@ def topology() -> Topology:
     """The connection and its multi-key operations, chosen once on the client's type."""
     global _topology
     if _topology is None:  # built once; settings changes reset it
-        _topology = topology_for(_build())
+        built = topology_for(_build())
+        from .eviction import warn_at_startup
+
+        warn_at_startup(built.primaries())  # one INFO, only with write-behind counters
+        _topology = built
     return _topology
 
 

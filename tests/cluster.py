@@ -103,3 +103,10 @@ class LocalSentinel:
         self.sentinels = []
         self.replica.stop()
         self.primary.stop()
+
+
+def standalone_client() -> Any:
+    """CONNECTION factory: the running standalone server named ``standalone``."""
+    from redis import Redis
+
+    return Redis(port=running["standalone"].port, **TIMEOUTS)

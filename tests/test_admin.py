@@ -315,7 +315,9 @@ def test_server_warnings():
     assert server(used=750).warnings == ["Redis uses 75% of maxmemory."]
     assert "maxmemory is not set" in server(maxmemory=0).warnings[0]
     assert "noeviction" in server(policy="noeviction").warnings[0]
-    assert "allkeys-lru may evict keys without a TTL" in server(policy="allkeys-lru").warnings[0]
+    assert server(policy="allkeys-lru").warnings == []  # evicted rows or generations: misses
+    risky = Server("7.2", 100, 1000, "allkeys-lru", 0, 0, 0, eviction_risk="increments lost")
+    assert risky.warnings == ["increments lost"]  # only pending increments are at risk
 
 
 def test_key_counts_are_estimated_by_a_bounded_scan(redis_client, monkeypatch):

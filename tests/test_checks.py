@@ -780,3 +780,26 @@ def test_with_connection_the_cache_alias_need_not_be_django_redis(path: str) -> 
         assert check_settings() == []
     with override_settings(CACHESTRAT={"CACHE_ALIAS": "nowhere", "CONNECTION": path}):
         assert check_settings() == []
+
+
+# W130: eviction of pending increments
+
+
+def test_w130_allkeys_policy_with_write_behind_counters() -> None:
+    from django_cachestrat.checks_counters import check_eviction
+    from tests import cluster as servers
+    from tests.servers import RedisServer
+
+    server = RedisServer("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lfu")
+    server.start()
+    servers.running["standalone"] = server
+    cachestrat = {**django_settings.CACHESTRAT, "CONNECTION": "tests.cluster.standalone_client"}
+    try:
+        with override_settings(CACHESTRAT=cachestrat):
+            warnings = check_eviction()
+    finally:
+        servers.running.pop("standalone", None)
+        server.stop()
+    assert ids(warnings) == ["W130"]
+    assert "allkeys-lfu" in warnings[0].msg and "testapp.profile" in warnings[0].msg
+    assert "volatile-lru" in hint(warnings[0])
