@@ -19,10 +19,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
 
 def measure(variants: dict[str, Callable[[], object]], calls: int, rounds: int) -> None:
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -38,8 +38,10 @@ def measure(variants: dict[str, Callable[[], object]], calls: int, rounds: int) 
     floor = statistics.median(next(iter(times.values())))
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"| {name} | {median:,.1f} | {min(values):,.1f}-{max(values):,.1f} | "
-              f"{median / floor:.2f} |")
+        print(
+            f"| {name} | {median:,.1f} | {min(values):,.1f}-{max(values):,.1f} | "
+            f"{median / floor:.2f} |"
+        )
 
 
 def main() -> int:
@@ -68,7 +70,7 @@ def main() -> int:
     single = get_redis_connection("default")
     Article.cached.get_many(pks)
     single.set("bench:floor", single.get(Article.cached.plan.keys.row(pk)))
-    print("| Single server | µs per call | range over rounds | × floor |\n|---|---|---|---|")
+    print("| Single server | µs per call | range over rounds | x floor |\n|---|---|---|---|")
     measure(
         {
             "Redis GET (floor)": lambda: single.get("bench:floor"),
@@ -94,8 +96,10 @@ def main() -> int:
                 client = servers.cluster_client()
                 Article.cached.get_many(pks)
                 client.set("bench:floor", client.get(Article.cached.plan.keys.row(pk)))
-                print("\n| Redis Cluster (3 primaries) | µs per call | range over rounds | "
-                      "× floor |\n|---|---|---|---|")
+                print(
+                    "\n| Redis Cluster (3 primaries) | µs per call | range over rounds | "
+                    "x floor |\n|---|---|---|---|"
+                )
                 measure(
                     {
                         "RedisCluster GET (floor)": lambda: client.get("bench:floor"),
