@@ -12,8 +12,17 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
 
-__all__ = ["Cluster", "Single", "Topology", "topology_for"]
+__all__ = ["Cluster", "ReplicaLag", "Single", "Topology", "topology_for"]
+
+#: How long an invalidation waits for a replica of each primary it wrote to (``WAIT``).
+REPLICA_WAIT_MS = 100
+
+
+class ReplicaLag(RedisError):
+    """An invalidation reached a primary, but no replica of it acknowledged it in time: a
+    failover now could promote a replica without the deletes, so it is kept and replayed."""
 
 
 class Single:
@@ -78,12 +87,29 @@ class Cluster(Single):
             pipe.execute()
 
     def invalidate(self, keys: Iterable[str], sets: Mapping[str, str]) -> None:
+        """Deletes and new generations, then ``WAIT 1`` on each primary written to that
+        has a replica, all in one cluster pipeline (so each WAIT follows the writes on
+        the same connection). Invariant 9: an invalidation counts as sent only once a
+        replica holds it, so a failover cannot promote a replica that lacks it."""
         pipe = self.pipeline()
-        for group in self._by_slot(keys).values():
+        primaries: dict[str, Any] = {}
+        for slot, group in self._by_slot(keys).items():
             pipe.execute_command("DEL", *group)
+            self._replicated(slot, primaries)
         for key, value in sets.items():
             pipe.set(key, value)
-        pipe.execute()
+            self._replicated(self.client.keyslot(key), primaries)
+        for node in primaries.values():
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+        out = pipe.execute()
+        acknowledged = out[len(out) - len(primaries) :]
+        if any(int(count) < 1 for count in acknowledged):
+            raise ReplicaLag("no replica acknowledged the invalidation in time")
+
+    def _replicated(self, slot: int, primaries: dict[str, Any]) -> None:
+        nodes = self.client.nodes_manager.slots_cache.get(slot) or []
+        if len(nodes) > 1:  # the primary and its replicas, as the slot table lists them
+            primaries.setdefault(nodes[0].name, nodes[0])
 
     def primaries(self) -> list[Any]:
         return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]

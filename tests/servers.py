@@ -196,6 +196,9 @@ class LocalCluster:
             with client:
                 if client.cluster("INFO").get("cluster_state") != "ok":
                     return False
+                # Every node's slot table lists a replica per range (clients build on it).
+                if any(len(entry) < 4 for entry in client.execute_command("CLUSTER SLOTS")):
+                    return False
                 info = client.info("replication")
                 return info["role"] == "master" or info.get("master_link_status") == "up"
         except Exception:  # a node still loading answers with errors

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -205,3 +209,75 @@ def test_through_sentinel(local_sentinel: servers.LocalSentinel) -> None:
         assert Profile.cached.get(pk=pks[0]).age == 9
     with Redis(port=local_sentinel.primary.port) as primary:
         assert primary.exists(plan_for(Profile).keys.row(pks[1]))
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Any) -> Iterator[LocalCluster]:
+    """A cluster of its own (a failover changes who is primary), used as CONNECTION."""
+    cluster = LocalCluster(str(tmp_path))
+    previous = servers.running.get("cluster")
+    try:
+        cluster.start()
+        servers.running["cluster"] = cluster
+        with with_connection("tests.cluster.cluster_client"):
+            breaker.reset()
+            pending.clear()
+            yield cluster
+    finally:
+        for server in cluster.servers:  # a stopped process must run again to be terminated
+            if server.process is not None:
+                os.kill(server.process.pid, signal.SIGCONT)
+        cluster.stop()
+        if previous is not None:
+            servers.running["cluster"] = previous
+        breaker.reset()
+        pending.clear()
+
+
+def primary_and_replica(cluster: LocalCluster, key: str) -> tuple[Any, Any]:
+    """The servers holding ``key``'s slot: its primary and that primary's replica."""
+    by_port = {server.port: server for server in cluster.servers}
+    with Redis(port=cluster.ports[0]) as any_node:
+        slot = any_node.cluster("KEYSLOT", key)
+        for start, end, primary, replica, *_ in any_node.execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return by_port[primary[1]], by_port[replica[1]]
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def read_until_cached(pk: Any, seconds: float = 15) -> list[int]:
+    """Every age read until a read is served from the cache again."""
+    ages = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        profile, queries = count_queries(lambda: Profile.cached.get(pk=pk))
+        ages.append(profile.age)
+        if queries == 0:
+            return ages
+        time.sleep(0.05)
+    raise AssertionError(f"the cache did not serve reads again after the failover: {ages}")
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
+def test_a_failover_to_a_replica_that_missed_the_deletes_serves_no_stale_row(
+    fresh_cluster: LocalCluster,
+) -> None:
+    """The hard case: the replica is cut off, the invalidation reaches only the primary,
+    the primary freezes and the replica takes over."""
+    profile = ProfileFactory(age=1)
+    assert Profile.cached.get(pk=profile.pk).age == 1
+    assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+    primary, replica = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(profile.pk))
+    os.kill(replica.process.pid, signal.SIGSTOP)  # it cannot reconnect while stopped
+    with Redis(port=primary.port) as node:
+        node.execute_command("CLIENT KILL TYPE replica")
+    profile.age = 2
+    profile.save()  # its deletes reach the primary only
+    os.kill(primary.process.pid, signal.SIGSTOP)
+    os.kill(replica.process.pid, signal.SIGCONT)
+    with Redis(port=replica.port) as node:
+        node.execute_command("READONLY")
+        assert node.exists(plan_for(Profile).keys.row(profile.pk))  # the old row is there
+        node.execute_command("CLUSTER FAILOVER TAKEOVER")
+    ages = read_until_cached(profile.pk)
+    assert set(ages) == {2}, ages  # no read returned the row from before the save
