@@ -8,6 +8,7 @@ before it reads any reply, so a call costs about one round trip to the slowest n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = ["Cluster", "ReplicaLag", "Single", "Topology", "topology_for"]
 
 #: How long an invalidation waits for a replica of each primary it wrote to (``WAIT``).
 REPLICA_WAIT_MS = 100
+#: How often a process whose sentinels knew no live replica asks them again.
+SENTINEL_RECHECK_S = 10.0
 
 
 class ReplicaLag(RedisError):
@@ -34,6 +37,8 @@ class Single:
         self.client = client
         # The hit path calls the client's bound MGET: nothing runs in between.
         self.mget: Callable[[list[str]], list[Any]] = client.mget
+        self.replicated = _has_sentinel_replicas(client)
+        self._asked = time.monotonic()
 
     def pipeline(self) -> Any:
         return self.client.pipeline(transaction=False)
@@ -51,7 +56,23 @@ class Single:
             pipe.delete(*keys)
         for key, value in sets.items():
             pipe.set(key, value)
-        pipe.execute()
+        replicated = self._has_replicas()
+        if replicated:  # a Sentinel primary: see Cluster.invalidate
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+        out = pipe.execute()
+        if replicated and int(out[-1]) < 1:
+            self._asked = 0.0  # after a failover the new primary may have no replica
+            raise ReplicaLag("no replica acknowledged the invalidation in time")
+
+    def _has_replicas(self) -> bool:
+        """Whether the sentinels know a live replica: asked again after a WAIT that no
+        replica answered, and every ``SENTINEL_RECHECK_S`` while they knew none."""
+        if self.replicated and self._asked:
+            return True
+        if time.monotonic() - self._asked >= SENTINEL_RECHECK_S or not self._asked:
+            self.replicated = _has_sentinel_replicas(self.client)
+            self._asked = time.monotonic()
+        return self.replicated
 
     def primaries(self) -> list[Any]:
         """One client per primary, for per-server commands (SCAN, INFO, DBSIZE)."""
@@ -116,6 +137,16 @@ class Cluster(Single):
 
 
 Topology = Single | Cluster
+
+
+def _has_sentinel_replicas(client: Any) -> bool:
+    """Whether this is a Sentinel primary with replicas (asked of the sentinels once per
+    connection): only then can a failover promote a replica that missed a delete."""
+    pool: Any = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is None or not getattr(pool, "is_master", False):
+        return False
+    return bool(manager.discover_slaves(pool.service_name))
 
 
 def topology_for(client: Any) -> Topology:

@@ -281,3 +281,49 @@ def test_a_failover_to_a_replica_that_missed_the_deletes_serves_no_stale_row(
         node.execute_command("CLUSTER FAILOVER TAKEOVER")
     ages = read_until_cached(profile.pk)
     assert set(ages) == {2}, ages  # no read returned the row from before the save
+
+
+@pytest.fixture
+def fresh_sentinel(tmp_path: Any) -> Iterator[servers.LocalSentinel]:
+    """A Sentinel set of its own (a failover changes who is primary), used as CONNECTION."""
+    sentinel = servers.LocalSentinel(str(tmp_path))
+    previous = servers.running.get("sentinel")
+    try:
+        sentinel.start()
+        servers.running["sentinel"] = sentinel
+        with with_connection("tests.cluster.sentinel_client"):
+            breaker.reset()
+            pending.clear()
+            yield sentinel
+    finally:
+        for server in (sentinel.primary, sentinel.replica):
+            if server.process is not None:
+                os.kill(server.process.pid, signal.SIGCONT)
+        sentinel.stop()
+        if previous is not None:
+            servers.running["sentinel"] = previous
+        breaker.reset()
+        pending.clear()
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
+def test_a_sentinel_failover_to_a_replica_that_missed_the_deletes_serves_no_stale_row(
+    fresh_sentinel: servers.LocalSentinel,
+) -> None:
+    profile = ProfileFactory(age=1)
+    assert Profile.cached.get(pk=profile.pk).age == 1
+    assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+    primary, replica = fresh_sentinel.primary, fresh_sentinel.replica
+    os.kill(replica.process.pid, signal.SIGSTOP)  # it cannot reconnect while stopped
+    with Redis(port=primary.port) as node:
+        node.execute_command("CLIENT KILL TYPE replica")
+    profile.age = 2
+    profile.save()  # its deletes reach the primary only
+    os.kill(primary.process.pid, signal.SIGSTOP)
+    os.kill(replica.process.pid, signal.SIGCONT)
+    with Redis(port=replica.port) as node:
+        assert node.exists(plan_for(Profile).keys.row(profile.pk))  # the old row is there
+    with Redis(port=fresh_sentinel.sentinel_ports[0]) as sentinel:
+        sentinel.execute_command("SENTINEL FAILOVER", "cachestrat")
+    ages = read_until_cached(profile.pk, seconds=30)
+    assert set(ages) == {2}, ages  # no read returned the row from before the save
