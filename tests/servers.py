@@ -152,6 +152,10 @@ class LocalCluster:
                 "2000",
                 "--repl-diskless-sync-delay",
                 "0",
+                # Replicas are listed in CLUSTER SLOTS once their offset moved: a ping
+                # from the primary every second moves it soon after the start.
+                "--repl-ping-replica-period",
+                "1",
                 "--dir",
                 directory,
                 port=free_cluster_port(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.db import connection as db_connection
 from django.test import override_settings
 from redis import Redis
 
@@ -327,3 +329,49 @@ def test_a_sentinel_failover_to_a_replica_that_missed_the_deletes_serves_no_stal
         sentinel.execute_command("SENTINEL FAILOVER", "cachestrat")
     ages = read_until_cached(profile.pk, seconds=30)
     assert set(ages) == {2}, ages  # no read returned the row from before the save
+
+
+@pytest.mark.django_db(transaction=True)  # the reader thread sees what the writer commits
+def test_a_primary_killed_under_load_serves_no_stale_row(fresh_cluster: LocalCluster) -> None:
+    profile = ProfileFactory(age=0)
+    committed = [0]  # the last age whose save has returned (its commit is done)
+    stale: list[tuple[int, int]] = []
+    reads = [0]
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                floor = committed[0]
+                age = Profile.cached.get(pk=profile.pk).age
+                reads[0] += 1
+                if age < floor:
+                    stale.append((floor, age))
+        finally:
+            db_connection.close()
+
+    primary, _ = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(profile.pk))
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        age = 0
+        while time.monotonic() < deadline:
+            age += 1
+            profile.age = age
+            profile.save()
+            committed[0] = age
+            if age == 10:
+                primary.process.kill()  # SIGKILL: the replica takes over after node-timeout
+                primary.process.wait()
+                primary.process = None
+            if age > 10 and count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0:
+                break  # served from the cache again, after the failover
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the cache did not serve reads again after the failover")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert reads[0] > 0
+    assert stale == []
