@@ -18,6 +18,7 @@ class CachestratConfig(AppConfig):
 
     def ready(self) -> None:
         from .checks import check_counters, check_models, check_settings, check_wiring
+        from .checks_counters import check_eviction
         from .checks_reads import check_reads
 
         checks.register(check_settings, checks.Tags.caches)
@@ -25,6 +26,7 @@ class CachestratConfig(AppConfig):
         checks.register(check_counters, checks.Tags.models)
         checks.register(check_reads, checks.Tags.models)
         checks.register(check_wiring, checks.Tags.models)
+        checks.register(check_eviction, checks.Tags.caches)
         setting_changed.connect(_on_setting_changed, dispatch_uid="django_cachestrat.settings")
         hooks.install()
 

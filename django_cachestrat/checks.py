@@ -20,6 +20,7 @@ __all__ = ["check_counters", "check_models", "check_settings", "check_wiring"]
 
 TYPES: dict[str, tuple[type, ...]] = {
     "CACHE_ALIAS": (str,),
+    "CONNECTION": (str, type(None)),
     "KEY_PREFIX": (str,),
     "TIMEOUT": NUMBER,
     "JITTER": NUMBER,
@@ -67,7 +68,11 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     if not isinstance(raw, dict):
         return [error("CACHESTRAT must be a dict.", "Set CACHESTRAT = {...}.", "E001")]
     errors: list[CheckMessage] = [e for k, v in raw.items() if (e := _check_key(k, v))]
-    errors += _check_cache_alias(raw.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"]))
+    connection = raw.get("CONNECTION")
+    if connection:  # the cache alias is only used for its connection: no django-redis needed
+        errors += _check_connection(connection)
+    else:
+        errors += _check_cache_alias(raw.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"]))
     errors += check_databases(raw)
     write_behind = raw.get("WRITE_BEHIND", {})
     if isinstance(write_behind, dict):
@@ -137,6 +142,39 @@ def _check_key_prefix(value: str) -> Error | None:
         "hash tags of every key, and glob characters the SCAN patterns that find them.",
         "E015",
     )
+
+
+def _check_connection(path: Any) -> list[Error]:
+    if not isinstance(path, str):
+        return []  # reported as a type error
+    try:
+        factory = import_string(path)
+    except ImportError as exc:
+        return [
+            error(
+                f"CACHESTRAT['CONNECTION'] {path!r} cannot be imported: {exc}",
+                "Give the dotted path of a function that returns a redis-py client.",
+                "E160",
+            )
+        ]
+    if not callable(factory) or (isinstance(factory, type) and not _is_client_class(factory)):
+        return [
+            error(
+                f"CACHESTRAT['CONNECTION'] {path!r} is a {type(factory).__name__}, not a "
+                "zero-argument callable that returns a redis-py client.",
+                "Point it at a function such as `def cache_client(): return Redis(...)`.",
+                "E161",
+            )
+        ]
+    return []
+
+
+def _is_client_class(value: type) -> bool:
+    """A client class called with no arguments (``redis.Redis``: localhost:6379) works."""
+    from redis import Redis
+    from redis.cluster import RedisCluster
+
+    return issubclass(value, Redis | RedisCluster)
 
 
 def _check_cache_alias(alias: Any) -> list[Error]:

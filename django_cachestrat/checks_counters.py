@@ -10,7 +10,7 @@ from django.db import models
 
 from .options import cached_models, options_for
 
-__all__ = ["check_counters"]
+__all__ = ["check_counters", "check_eviction"]
 
 
 def check_counters(**kwargs: Any) -> list[CheckMessage]:
@@ -45,3 +45,27 @@ def check_counters(**kwargs: Any) -> list[CheckMessage]:
             for model in counting[1:]
         ]
     return warnings
+
+
+def check_eviction(**kwargs: Any) -> list[CheckMessage]:
+    """W130: Redis may evict pending write-behind increments (an ``allkeys-*`` policy).
+
+    Reads ``INFO memory`` only when some model has counters; a Redis that cannot be
+    reached gives no warning (the app fails open, and Redis is checked again at run time).
+    """
+    from .client import topology
+    from .eviction import risk
+
+    try:
+        message = risk(topology().primaries())
+    except Exception:  # no Redis now, or settings that other checks report
+        return []
+    if not message:
+        return []
+    return [
+        Warning(
+            message,
+            hint="Set maxmemory-policy to volatile-lru or volatile-lfu (docs/deployment.md).",
+            id="django_cachestrat.W130",
+        )
+    ]

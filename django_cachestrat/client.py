@@ -1,23 +1,25 @@
-"""The Redis layer: the django-redis connection, Lua scripts, and the fail-open policy."""
+"""The Redis layer: the connection (django-redis or ``CONNECTION``), Lua scripts, fail-open."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from django.core.cache import InvalidCacheBackendError
-from redis import Redis
-from redis.exceptions import NoScriptError, RedisError
+from django.utils.module_loading import import_string
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from .breaker import CircuitBreaker
 from .conf import conf
+from .topology import Topology, topology_for
 
-__all__ = ["Unavailable", "breaker", "connection", "fail_open", "scripts"]
+__all__ = ["Unavailable", "breaker", "connection", "fail_open", "new_generation", "scripts"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -25,32 +27,58 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 #: Errors that mean "Redis cannot serve this call": down, unreachable, timed out, out of
-#: memory (a ResponseError), a socket failure below redis-py, or no such cache any more
-#: (CACHES changed at run time).
-REDIS_ERRORS = (RedisError, OSError, InvalidCacheBackendError)
+#: memory (a ResponseError), a socket failure below redis-py, a cluster that cannot be
+#: reached or has no node for a slot (RedisClusterException is no RedisError), or no such
+#: cache any more (CACHES changed at run time).
+REDIS_ERRORS = (RedisError, RedisClusterException, OSError, InvalidCacheBackendError)
 
 breaker = CircuitBreaker()
-_client: Redis | None = None
+_topology: Topology | None = None
+#: Called with the primaries when the connection is first built (plugged in by hooks.py).
+on_connect: list[Callable[[list[Any]], None]] = []
 
 
 class Unavailable(Exception):
     """Redis could not be used for this call; the caller serves from the database."""
 
 
-def connection() -> Redis:
-    """The raw redis-py client behind the configured django-redis cache."""
-    global _client
-    if _client is None:  # built once; settings changes reset it
+def topology() -> Topology:
+    """The connection and its multi-key operations, chosen once on the client's type."""
+    global _topology
+    if _topology is None:  # built once; settings changes reset it
+        built = topology_for(_build())
+        for hook in on_connect:  # eviction.warn_at_startup: one INFO, with counters only
+            hook(built.primaries())
+        _topology = built
+    return _topology
+
+
+def _build() -> Any:
+    path = conf.CONNECTION
+    if not path:
         from django_redis import get_redis_connection
 
-        _client = get_redis_connection(conf.CACHE_ALIAS)
-    return _client
+        return get_redis_connection(conf.CACHE_ALIAS)
+    # NOTE: a RedisCluster connects to its nodes when it is built: a cluster that cannot
+    # be reached raises here, inside a fail_open call, and the next call tries again.
+    return import_string(path)()
+
+
+def connection() -> Any:
+    """The raw redis-py client: ``CONNECTION``'s, else the django-redis cache's."""
+    return topology().client
 
 
 def reset() -> None:
     """Forget the connection (settings changed)."""
-    global _client
-    _client = None
+    global _topology
+    _topology = None
+
+
+def new_generation() -> str:
+    """A generation value no payload has carried: random, so a generation key that Redis
+    evicted (or lost in a failover) never comes back with a value that old rows carry."""
+    return os.urandom(8).hex()
 
 
 def fail_open(func: Callable[P, R]) -> Callable[P, R]:
@@ -89,7 +117,7 @@ class Script:
         self.source = resources.files(__package__).joinpath(f"lua/{name}.lua").read_text()
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
-    def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         # One EVALSHA, no pipeline object: this is the write-behind increment's hot path.
         try:
             return client.evalsha(self.sha, len(keys), *keys, *args)
@@ -101,12 +129,16 @@ class Script:
 Call = tuple[Script, Sequence[str], Sequence[Any]]
 
 
-def run_many(client: Redis, calls: Sequence[Call]) -> list[Any]:
-    """Run script calls in one pipelined round trip (two if Redis lost its script cache)."""
+def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
+    """Run script calls in one pipelined round trip (two if Redis lost its script cache).
+
+    On a cluster the pipeline routes each EVALSHA by its keys (every script touches one
+    slot) and sends to all nodes before reading; ``SCRIPT LOAD`` goes to every primary.
+    """
     results: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     for attempt in (1, 2):
-        pipe = client.pipeline(transaction=False)
+        pipe = topology_for(client).pipeline()
         for i in todo:
             script, keys, args = calls[i]
             pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -147,16 +179,11 @@ scripts = _Scripts()
 def send_invalidations(
     keys: Iterable[str], generations: Iterable[str], marks: Iterable[str] = (), lag_ms: int = 0
 ) -> None:
-    """Delete keys and bump generations in one pipelined round trip; set ``marks`` for
-    ``lag_ms`` first (replicas.py), so no reader sees a key gone and its marker not set."""
-    pipe = connection().pipeline(transaction=False)
-    for mark in marks:
-        pipe.set(mark, b"1", px=lag_ms)
-    if keys:
-        pipe.delete(*keys)
-    for generation in generations:
-        pipe.incr(generation)
-    pipe.execute()
+    """Delete keys and give generations new values in one pipelined round trip; set
+    ``marks`` for ``lag_ms`` first (replicas.py), so no reader sees a key gone and its
+    marker not set."""
+    sets = {generation: new_generation() for generation in generations}
+    topology().invalidate(keys, sets, marks, lag_ms)
 
 
 class Records(Protocol):
@@ -185,7 +212,7 @@ class PendingInvalidations:
     records at its first Redis call, and at its first call that reaches Redis after any
     Redis error it met.
 
-    Bounded: past ``LIMIT`` keys the affected models are flushed instead (one INCR each).
+    Bounded: past ``LIMIT`` keys the affected models are flushed instead (one SET each).
     """
 
     LIMIT = 10_000

@@ -12,6 +12,7 @@ __all__ = ["DEFAULTS", "conf", "primary_of"]
 #: Every setting with its default; ``docs/configuration.md`` documents each one.
 DEFAULTS: dict[str, Any] = {
     "CACHE_ALIAS": "default",
+    "CONNECTION": None,
     "KEY_PREFIX": "cs",
     "TIMEOUT": 3600,
     "JITTER": 0.1,
@@ -49,6 +50,11 @@ class Settings:
     @property
     def CACHE_ALIAS(self) -> str:
         return str(self._get("CACHE_ALIAS"))
+
+    @property
+    def CONNECTION(self) -> str | None:
+        value = self._get("CONNECTION")
+        return str(value) if value else None
 
     @property
     def KEY_PREFIX(self) -> str:

@@ -28,13 +28,14 @@ def install() -> None:
     """Keep missed invalidations in the database, watch every connection's statements,
     give settings-named models a ``cached`` accessor, connect the model receivers and
     make transparent models' managers transparent."""
-    from . import durable, replicas, statements, transparent
+    from . import client, durable, eviction, replicas, statements, transparent
     from .accessor import CachedDescriptor
     from .invalidation import connect_receivers
     from .options import cached_models
 
     uninstall()
     durable.install()
+    client.on_connect.append(eviction.warn_at_startup)
     connection_created.connect(statements.install, dispatch_uid=_UID)
     connection_created.connect(replicas.warn_undeclared, dispatch_uid=_REPLICAS_UID)
     for conn in connections.all(initialized_only=True):
@@ -54,9 +55,10 @@ def install() -> None:
 
 def uninstall() -> None:
     """Take every hook out again; the app then does nothing."""
-    from . import durable, replicas, statements
+    from . import client, durable, replicas, statements
 
     _unwire_models()
+    client.on_connect.clear()
     connection_created.disconnect(statements.install, dispatch_uid=_UID)
     connection_created.disconnect(replicas.warn_undeclared, dispatch_uid=_REPLICAS_UID)
     for conn in connections.all(initialized_only=True):

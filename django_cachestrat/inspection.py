@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from django.db import models, router
 
-from .client import connection, fail_open
+from .client import fail_open, topology
 from .invalidation import invalidate_pks
 from .keys import KeySpace, key_part
 from .plan import ModelPlan, plan_for
@@ -139,10 +139,10 @@ def _state(
 
 @fail_open
 def _run(commands: Sequence[Sequence[Any]]) -> list[Any]:
-    pipe = connection().pipeline(transaction=False)
+    pipe = topology().pipeline()
     for command in commands:
-        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-    return pipe.execute()
+        pipe.execute_command(*command)
+    return list(pipe.execute())
 
 
 def _show(value: Any) -> str:

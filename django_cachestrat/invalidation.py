@@ -287,7 +287,7 @@ def invalidate_absences(
 
 
 def flush(model: type[models.Model], using: str | None = None) -> None:
-    """Drop a model's whole namespace: one INCR of its generation, O(1) on Redis; in the
+    """Drop a model's whole namespace: one SET of a new generation, O(1) on Redis; in the
     database ``using``, by default in every database (a replica's rows are its primary's).
     Inside a transaction it waits for the commit, like any invalidation: flushed early,
     readers would refill the old rows under the new generation, and they would outlive the

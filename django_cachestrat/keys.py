@@ -109,8 +109,9 @@ class KeySpace:
         where = "" if database == DEFAULT_DB_ALIAS else f"@{database}"
         self.namespace = f"{prefix}:{self.label}{where}:"
         self.base = self.namespace
-        # Flushing a model bumps this counter; payloads carry the generation they were
-        # filled under, so a flush is one INCR and old payloads read as misses.
+        # Flushing a model gives this key a new random value; payloads carry the
+        # generation they were filled under, so a flush is one SET and old payloads read
+        # as misses (random: an evicted key never comes back with an old value).
         self.generation = f"{self.namespace}gen"
         # Bumped by inserts the app cannot name (bulk_create, raw SQL): voids every cached
         # "no such row", and nothing else.

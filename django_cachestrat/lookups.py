@@ -8,7 +8,7 @@ from typing import Any
 from django.db import models, router
 
 from . import replicas
-from .client import Unavailable, connection, fail_open
+from .client import Unavailable, fail_open, topology
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
 from .reads import (
@@ -79,6 +79,7 @@ def _resolve_lookup(
 ) -> Any:
     codec = plan.codec
     generations.rescope(scope_tag(using, detect=True))
+    generations.establish()
     _read_absent_generation(generations)
 
     def decode(data: bytes) -> Any:
@@ -95,6 +96,8 @@ def _resolve_lookup(
             pk = pks.get(value, MISSING)
             if pk is MISSING:
                 loaded[value] = _absent_entry(plan, generations)
+            elif not generations.ready:
+                loaded[value] = Entry(pk, None)  # no generation to tag it with
             else:
                 payload = codec.dump_marker(POINTER, generations.row, [str(pk)])
                 loaded[value] = Entry(pk, payload, plan.ttl_ms())
@@ -105,7 +108,7 @@ def _resolve_lookup(
 
 @fail_open
 def _delete(keys: list[str]) -> None:
-    connection().delete(*keys)
+    topology().delete(keys)
 
 
 def _forget(key: str) -> None:

@@ -57,7 +57,7 @@ class PendingInvalidation(models.Model):
 
     Kept in the database, not only in the memory of the process that made the write, so
     that any process replays them once Redis answers, even after that process has exited.
-    Replaying is idempotent (a DEL twice, or one more INCR of a generation, is harmless).
+    Replaying is idempotent (a DEL twice, or one more new generation, is harmless).
     """
 
     keys = models.JSONField(default=list)

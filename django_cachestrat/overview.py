@@ -11,8 +11,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from . import stats
-from .client import REDIS_ERRORS, Unavailable, breaker, connection, fail_open
+from .client import REDIS_ERRORS, Unavailable, breaker, fail_open, topology
 from .conf import conf
+from .eviction import MESSAGE, counter_labels, evicting_policies
 from .flush import counter_models
 from .models import CounterBatch, DeadLetter
 from .options import cached_models
@@ -46,6 +47,7 @@ class Server:
     keyspace_misses: int
     redis_errors: int = 0
     breaker_trips: int = 0
+    eviction_risk: str | None = None  # pending increments that the policy may evict
     breaker_open: bool = False
 
     @property
@@ -73,18 +75,30 @@ class Server:
                 "The eviction policy is noeviction: once full, Redis refuses writes, and "
                 "the app serves every read from the database."
             )
-        elif self.policy.startswith("allkeys-") and self.maxmemory:
-            found.append(
-                f"The eviction policy {self.policy} may evict keys without a TTL: "
-                "write-behind increments not yet flushed, and the generation counters "
-                "that flushes rely on. Prefer volatile-lru or volatile-lfu."
-            )
+        elif self.eviction_risk:
+            found.append(self.eviction_risk)
         return found
+
+
+#: INFO fields added up over a cluster's primaries; the others are the first primary's.
+SUMMED = ("used_memory", "maxmemory", "evicted_keys", "keyspace_hits", "keyspace_misses")
 
 
 @fail_open
 def _info() -> dict[str, Any]:
-    return connection().info()
+    """INFO of the server, or of every primary of a cluster added up."""
+    infos: list[dict[str, Any]] = [client.info() for client in topology().primaries()]
+    merged: dict[str, Any] = {"eviction_risk": None}
+    if counter_labels() and (policies := evicting_policies(infos)):
+        merged["eviction_risk"] = MESSAGE.format(
+            policies=", ".join(policies), models=", ".join(counter_labels())
+        )
+    merged.update(infos[0])
+    for name in SUMMED:
+        merged[name] = sum(int(info.get(name, 0)) for info in infos)
+    policies = sorted({str(info.get("maxmemory_policy", "?")) for info in infos})
+    merged["maxmemory_policy"] = ",".join(policies)  # primaries set apart show each
+    return merged
 
 
 def server_figures(summaries: dict[str, stats.Summary]) -> Server:
@@ -101,6 +115,7 @@ def server_figures(summaries: dict[str, stats.Summary]) -> Server:
         redis_errors=counts.get("redis_errors", 0),
         breaker_trips=counts.get("breaker_trips", 0),
         breaker_open=breaker.is_open,
+        eviction_risk=info["eviction_risk"],
     )
 
 
@@ -172,13 +187,13 @@ class WriteBehind:
 
 @fail_open
 def _stripes(plan: ModelPlan) -> list[Any]:
-    pipe = connection().pipeline(transaction=False)
+    pipe = topology().pipeline()
     for index in range(plan.stripes):
         keys = plan.keys.stripe(index)
         pipe.hlen(keys.pending)
         pipe.hlen(keys.claimed)
         pipe.get(keys.claim)
-    return pipe.execute()
+    return list(pipe.execute())
 
 
 def write_behind() -> list[WriteBehind]:

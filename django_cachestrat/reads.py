@@ -12,7 +12,7 @@ from typing import Any
 from django.db import models, router
 
 from . import counters, replicas, signals
-from .client import Unavailable, connection, fail_open
+from .client import Unavailable, connection, fail_open, new_generation, topology
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
@@ -24,36 +24,71 @@ __all__ = ["Generations", "get", "get_many", "refill"]
 
 @fail_open
 def _mget(keys: list[str]) -> list[bytes | None]:
-    return connection().mget(keys)  # type: ignore[return-value]
+    return topology().mget(keys)
+
+
+@fail_open
+def _establish(key: str) -> bytes:
+    """The generation stored under ``key``, given a new random value if it has none."""
+    token = new_generation().encode()
+    # SET NX GET: the value already there, or None when ours was set (one atomic step).
+    existing = connection().set(key, token, nx=True, get=True)
+    return bytes(existing) if existing is not None else token
+
+
+#: The row tag while the generation key is missing: no payload carries it, and nothing is
+#: stored under it (see ``Generations.ready``).
+UNSET = b"\x00unset"
 
 
 class Generations:
     """The model's generations as read with the value.
 
-    A flush bumps the row generation, read in the same MGET as every value. An insert the
-    app cannot name bumps the absence generation, which only a cached "no such row" needs:
-    it is fetched on first use, so the hit path reads two keys, not three.
+    A flush gives the row generation a new random value; it is read in the same MGET as
+    every value. An insert the app cannot name does the same to the absence generation,
+    which only a cached "no such row" needs: it is fetched on first use, so the hit path
+    reads two keys, not three.
+
+    NOTE: a missing generation key (never set, or evicted) matches no payload, and a fill
+    first gives it a random value with SET NX: so a key that Redis evicts never comes back
+    with a value older rows carry (invariant 10), whatever the eviction policy.
     """
 
-    __slots__ = ("_absent", "_stored", "keys", "row")
+    __slots__ = ("_absent", "_scope", "_stored", "keys", "row")
 
     def __init__(self, keys: KeySpace, row: bytes | None, scope: bytes = b"") -> None:
         self.keys = keys
         self._stored = row or b""
         # Inside a test case the scope names the test's block (see transactions.scope_tag).
-        self.row = self._stored + scope
+        self._scope = scope
+        self.row = self._stored + scope if self._stored else UNSET
         self._absent: bytes | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the generation is in Redis, so fills may be stored under it."""
+        return bool(self._stored)
 
     def rescope(self, scope: bytes) -> None:
         """Tag what is filled from here on with the connection's test scope."""
-        if self.row != self._stored + scope:
-            self.row = self._stored + scope
+        if scope != self._scope:
+            self._scope = scope
+            self.row = self._stored + scope if self._stored else UNSET
             self._absent = None
+
+    def establish(self) -> None:
+        """Before a fill: make sure the row generation is in Redis (see the class note)."""
+        if not self._stored:
+            with contextlib.suppress(Unavailable):
+                self._stored = _establish(self.keys.generation)
+                self.row = self._stored + self._scope
+                self._absent = None
 
     def absent_tag(self) -> bytes:
         """``row:absent``, the tag a cached absence must carry to be believed."""
         if self._absent is None:
-            self._absent = b"%s:%s" % (self.row, _mget([self.keys.absent])[0] or b"")
+            absent = _mget([self.keys.absent])[0] or _establish(self.keys.absent)
+            self._absent = b"%s:%s" % (self.row, absent)
         return self._absent
 
 
@@ -248,6 +283,7 @@ def _resolve_rows(
     stored: list[int] | None = None,
 ) -> Any:
     generations.rescope(scope_tag(using, detect=True))
+    generations.establish()
     _read_absent_generation(generations)
 
     def decode(data: bytes) -> Any:
@@ -276,7 +312,7 @@ def _read_absent_generation(generations: Generations) -> None:
 
 
 def _absent_entry(plan: ModelPlan, generations: Generations) -> Entry:
-    if plan.negative_timeout <= 0:
+    if plan.negative_timeout <= 0 or not generations.ready:
         return Entry(MISSING, None)
     try:
         payload = plan.codec.dump_marker(ABSENT, generations.absent_tag())
@@ -288,6 +324,8 @@ def _absent_entry(plan: ModelPlan, generations: Generations) -> Entry:
 def _row_entry(plan: ModelPlan, row: Any, generations: Generations, spent_us: int) -> Entry:
     if row is MISSING:
         return _absent_entry(plan, generations)
+    if not generations.ready:
+        return Entry(row, None)  # no generation in Redis to tag it with: serve it only
     ttl_ms = plan.ttl_ms()
     expires_ms = int(time.time() * 1000) + ttl_ms
     try:

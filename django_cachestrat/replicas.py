@@ -21,7 +21,7 @@ from typing import Any
 from django.db import DatabaseError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .client import Unavailable, connection, fail_open
+from .client import Unavailable, fail_open, topology
 from .conf import conf
 from .keys import KeySpace
 from .plan import ModelPlan
@@ -36,7 +36,7 @@ _checked: set[str] = set()
 
 @fail_open
 def _mget(keys: list[str]) -> list[bytes | None]:
-    return connection().mget(keys)  # type: ignore[return-value]
+    return topology().mget(keys)
 
 
 def marks(keys: Iterable[str], generations: Iterable[str]) -> list[str]:

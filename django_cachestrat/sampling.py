@@ -1,10 +1,11 @@
 """Key counts and memory per model, estimated from a bounded SCAN of the Redis database.
 
 One pass serves every model: ``SCAN`` without ``MATCH`` (so the number of keys examined
-is known), ``COUNT`` ``SCAN_COUNT``, at most ``SCAN_ROUNDS`` calls. When the cursor comes
-back to 0 the counts are exact; otherwise each model's share of the keys examined is
-scaled to ``DBSIZE``. Memory is ``MEMORY USAGE`` of a few keys seen, averaged, times the
-estimated count. The work per page view is bounded whatever the size of the database.
+is known), ``COUNT`` ``SCAN_COUNT``, at most ``SCAN_ROUNDS`` calls per primary (a Redis
+Cluster's keys are scanned on each of its primaries, and ``DBSIZE`` is their sum). When
+every cursor comes back to 0 the counts are exact; otherwise each model's share of the keys
+examined is scaled to ``DBSIZE``. Memory is ``MEMORY USAGE`` of a few keys seen, averaged,
+times the estimated count. The work per page view is bounded whatever the size of the database.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from .client import connection, fail_open
+from .client import fail_open, topology
 
 __all__ = ["KeySample", "sample_keys"]
 
@@ -51,16 +52,18 @@ class KeySample:
 def sample_keys(namespaces: Iterable[str]) -> KeySample:
     """Scan at most ``SCAN_ROUNDS`` pages and count the keys under each namespace."""
     prefixes = tuple(namespaces)
-    client = connection()
-    dbsize = int(client.dbsize())
+    dbsize, complete = 0, True
     seen: set[Any] = set()  # SCAN may return a key twice while the table is resized
-    cursor, rounds = 0, 0
-    while rounds < SCAN_ROUNDS:
-        cursor, page = client.scan(cursor=cursor, count=SCAN_COUNT)
-        seen.update(page)
-        rounds += 1
-        if cursor == 0:
-            break
+    for client in topology().primaries():
+        dbsize += int(client.dbsize())
+        cursor, rounds = 0, 0
+        while rounds < SCAN_ROUNDS:
+            cursor, page = client.scan(cursor=cursor, count=SCAN_COUNT)
+            seen.update(page)
+            rounds += 1
+            if cursor == 0:
+                break
+        complete = complete and cursor == 0
     matched = dict.fromkeys(prefixes, 0)
     examples: dict[str, list[bytes]] = {p: [] for p in prefixes}
     encoded = [(p, p.encode()) for p in prefixes]
@@ -71,7 +74,7 @@ def sample_keys(namespaces: Iterable[str]) -> KeySample:
                 if len(examples[prefix]) < MEMORY_SAMPLES:
                     examples[prefix].append(key)
                 break
-    sample = KeySample(len(seen), dbsize, cursor == 0, matched, {})
+    sample = KeySample(len(seen), dbsize, complete, matched, {})
     sample.memory = _mean_memory(examples)
     return sample
 
@@ -79,7 +82,7 @@ def sample_keys(namespaces: Iterable[str]) -> KeySample:
 def _mean_memory(examples: dict[str, list[bytes]]) -> dict[str, float]:
     """Mean ``MEMORY USAGE`` per namespace; keys gone meanwhile (or a Redis that refuses the
     command) are left out."""
-    pipe = connection().pipeline(transaction=False)
+    pipe = topology().pipeline()
     order = [(prefix, key) for prefix, keys in examples.items() for key in keys]
     for _, key in order:
         pipe.memory_usage(key)

@@ -4,6 +4,7 @@ proxy that loses its traffic on demand."""
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from threading import Event
+from typing import Any
 
 
 def free_port() -> int:
@@ -19,11 +21,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A spare port below 55536 whose cluster bus port (10000 higher) is spare too."""
+    while True:
+        port = random.randrange(20000, 45000)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+
+
 class RedisServer:
     """``redis-server`` on 127.0.0.1 that a test can stop and start again on the same port."""
 
-    def __init__(self, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -119,3 +134,86 @@ def _closing(*sockets: socket.socket) -> Iterator[None]:
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+
+class LocalCluster:
+    """Six ``redis-server`` processes in cluster mode (three primaries, one replica each) on
+    spare loopback ports, joined by ``redis-cli --cluster create`` and stopped by pid."""
+
+    def __init__(self, directory: str, nodes: int = 6) -> None:
+        self.directory = directory
+        self.servers = [
+            RedisServer(
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"{directory}/nodes-{i}.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--repl-diskless-sync-delay",
+                "0",
+                # Replicas are listed in CLUSTER SLOTS once their offset moved: a ping
+                # from the primary every second moves it soon after the start.
+                "--repl-ping-replica-period",
+                "1",
+                "--dir",
+                directory,
+                port=free_cluster_port(),
+            )
+            for i in range(nodes)
+        ]
+
+    @property
+    def ports(self) -> list[int]:
+        return [server.port for server in self.servers]
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        addresses = [f"127.0.0.1:{port}" for port in self.ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=30,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until every node says ``cluster_state:ok`` and every replica's link is up."""
+        from redis import Redis
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._ready(Redis(port=port)) for port in self.live_ports()):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the local Redis Cluster did not become ready")
+
+    def live_ports(self) -> list[int]:
+        return [s.port for s in self.servers if s.process is not None]
+
+    @staticmethod
+    def _ready(client: Any) -> bool:
+        try:
+            with client:
+                if client.cluster("INFO").get("cluster_state") != "ok":
+                    return False
+                # Every node's slot table lists a replica per range (clients build on it).
+                if any(len(entry) < 4 for entry in client.execute_command("CLUSTER SLOTS")):
+                    return False
+                info = client.info("replication")
+                return info["role"] == "master" or info.get("master_link_status") == "up"
+        except Exception:  # a node still loading answers with errors
+            return False
+
+    def client(self, **options: Any) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        nodes = [ClusterNode("127.0.0.1", port) for port in self.live_ports()]
+        return RedisCluster(startup_nodes=nodes, **options)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

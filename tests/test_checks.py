@@ -821,3 +821,65 @@ def test_e185_a_bad_external_writes_value() -> None:
         assert ids(errors) == ["E185"], bad
     good = {"ENABLED": True, "DATABASES": ["default"], "BATCH_SIZE": 10, "INTERVAL": 0.5}
     assert ids(settings_errors(EXTERNAL_WRITES=good)) == []
+
+
+# E160, E161: CONNECTION
+
+
+def cache_client() -> Any:
+    """A CONNECTION factory for the checks below."""
+    from redis import Redis
+
+    return Redis()
+
+
+NOT_A_FACTORY = 42
+
+
+def test_e160_connection_that_does_not_import() -> None:
+    errors = settings_errors(CONNECTION="no_such_package.clients.cache_client")
+    assert ids(errors) == ["E160"]
+    assert "'no_such_package.clients.cache_client' cannot be imported" in errors[0].msg
+    assert "redis-py client" in hint(errors[0])
+
+
+@pytest.mark.parametrize("path", [f"{__name__}.NOT_A_FACTORY", "django_redis.cache.RedisCache"])
+def test_e161_connection_that_is_not_a_client_factory(path: str) -> None:
+    errors = settings_errors(CONNECTION=path)
+    assert ids(errors) == ["E161"]
+    assert "not a zero-argument callable" in errors[0].msg
+
+
+def test_connection_type_is_checked() -> None:
+    assert ids(settings_errors(CONNECTION=42)) == ["E003"]
+
+
+@pytest.mark.parametrize("path", [f"{__name__}.cache_client", "redis.Redis"])
+def test_with_connection_the_cache_alias_need_not_be_django_redis(path: str) -> None:
+    with override_settings(CACHESTRAT={"CACHE_ALIAS": "local", "CONNECTION": path}):
+        assert check_settings() == []
+    with override_settings(CACHESTRAT={"CACHE_ALIAS": "nowhere", "CONNECTION": path}):
+        assert check_settings() == []
+
+
+# W130: eviction of pending increments
+
+
+def test_w130_allkeys_policy_with_write_behind_counters() -> None:
+    from django_cachestrat.checks_counters import check_eviction
+    from tests import cluster as servers
+    from tests.servers import RedisServer
+
+    server = RedisServer("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lfu")
+    server.start()
+    servers.running["standalone"] = server
+    cachestrat = {**django_settings.CACHESTRAT, "CONNECTION": "tests.cluster.standalone_client"}
+    try:
+        with override_settings(CACHESTRAT=cachestrat):
+            warnings = check_eviction()
+    finally:
+        servers.running.pop("standalone", None)
+        server.stop()
+    assert ids(warnings) == ["W130"]
+    assert "allkeys-lfu" in warnings[0].msg and "testapp.profile" in warnings[0].msg
+    assert "volatile-lru" in hint(warnings[0])

@@ -50,10 +50,11 @@ def test_large_update_bumps_the_generation_without_loading_rows(redis_client, mo
     Profile.objects.bulk_create([Profile(username=f"bulk{i}") for i in range(1200)])
     sample = list(Profile.objects.order_by("pk")[:5])
     warm_all(sample)
+    before = redis_client.get(plan_for(Profile).keys.generation)
     with CaptureQueriesContext(connection) as ctx:
         Profile.objects.update(age=9)
     assert len(ctx.captured_queries) == 1  # no SELECT of the rows, only their pks returned
-    assert redis_client.get(plan_for(Profile).keys.generation) == b"1"
+    assert redis_client.get(plan_for(Profile).keys.generation) not in (None, before)
     assert set(cached_ages(sample).values()) == {9}
 
 
@@ -236,5 +237,6 @@ def test_flushed_is_sent_when_a_transaction_that_bumped_the_generation_commits()
 def test_a_pk_value_that_cannot_name_a_key_flushes_the_model(redis_client):
     profile = ProfileFactory()
     Profile.cached.get(pk=profile.pk)
+    before = redis_client.get(plan_for(Profile).keys.generation)
     invalidation.invalidate_pks(Profile, [["not", "hashable"]], "default")
-    assert redis_client.get(plan_for(Profile).keys.generation) == b"1"
+    assert redis_client.get(plan_for(Profile).keys.generation) not in (None, before)

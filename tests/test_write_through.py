@@ -32,7 +32,8 @@ def cached_row(redis_client, pk):
     """The row as stored in Redis right now (no fill, no database)."""
     plan = plan_for(Profile)
     data = redis_client.get(plan.keys.row(pk))
-    generations = Generations(plan.keys, b"", scope_tag("default"))
+    generation = redis_client.get(plan.keys.generation)
+    generations = Generations(plan.keys, generation, scope_tag("default"))
     return None if data is None else decode_row(plan, data, generations, "default")
 
 

@@ -1,0 +1,120 @@
+"""Hit path on a local Redis Cluster against a RedisCluster GET floor, and on one server.
+
+    .venv/bin/python bench/cluster.py [--single-only] [--calls N] [--rounds R]
+
+Starts six redis-server processes in cluster mode (three primaries, three replicas) on
+loopback ports, seeds the benchmark's articles (``bench/settings.py``: ``BENCH_DATABASE``,
+``BENCH_REDIS_URL``) and prints the median, over interleaved rounds, of the mean time per
+call of each variant. ``--single-only`` measures the single server only (it runs against
+releases without ``CONNECTION``, to compare the single-server hit path across releases).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
+
+def measure(variants: dict[str, Callable[[], object]], calls: int, rounds: int) -> None:
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(rounds):
+        names = list(variants)
+        names = names[round_ % len(names) :] + names[: round_ % len(names)]  # rotate the order
+        for name in names:
+            op = variants[name]
+            start = time.perf_counter_ns()
+            for _ in range(calls):
+                op()
+            times[name].append((time.perf_counter_ns() - start) / calls / 1000)
+    floor = statistics.median(next(iter(times.values())))
+    for name, values in times.items():
+        median = statistics.median(values)
+        print(
+            f"| {name} | {median:,.1f} | {min(values):,.1f}-{max(values):,.1f} | "
+            f"{median / floor:.2f} |"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single-only", action="store_true")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=9)
+    options = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test.utils import override_settings
+    from django_redis import get_redis_connection
+
+    from bench import database
+    from bench.benchapp.models import Article
+
+    database.ensure_database()
+    database.create_schema()
+    database.clean_redis()
+    pks = database.seed(1000)
+    pk = pks[len(pks) // 2]
+    hundred = pks[:100]
+    single = get_redis_connection("default")
+    Article.cached.get_many(pks)
+    single.set("bench:floor", single.get(Article.cached.plan.keys.row(pk)))
+    print("| Single server | µs per call | range over rounds | x floor |\n|---|---|---|---|")
+    measure(
+        {
+            "Redis GET (floor)": lambda: single.get("bench:floor"),
+            "Article.cached.get(pk=) hit": lambda: Article.cached.get(pk=pk),
+            "Article.cached.get_many(100 pks) hits": lambda: Article.cached.get_many(hundred),
+        },
+        options.calls,
+        options.rounds,
+    )
+    database.clean_redis()
+    if options.single_only:
+        return 0
+
+    from tests import cluster as servers
+    from tests.servers import LocalCluster
+
+    with tempfile.TemporaryDirectory() as directory:
+        local = servers.running["cluster"] = LocalCluster(directory)
+        try:
+            local.start()
+            cachestrat = {**settings.CACHESTRAT, "CONNECTION": "tests.cluster.cluster_client"}
+            with override_settings(CACHESTRAT=cachestrat):
+                client = servers.cluster_client()
+                Article.cached.get_many(pks)
+                client.set("bench:floor", client.get(Article.cached.plan.keys.row(pk)))
+                print(
+                    "\n| Redis Cluster (3 primaries) | µs per call | range over rounds | "
+                    "x floor |\n|---|---|---|---|"
+                )
+                measure(
+                    {
+                        "RedisCluster GET (floor)": lambda: client.get("bench:floor"),
+                        "Article.cached.get(pk=) hit": lambda: Article.cached.get(pk=pk),
+                        "Article.cached.get_many(100 pks) hits": (
+                            lambda: Article.cached.get_many(hundred)
+                        ),
+                    },
+                    max(1, options.calls // 2),
+                    options.rounds,
+                )
+        finally:
+            local.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""Redis Cluster and Sentinel through ``CONNECTION``: every path against real local servers."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection as db_connection
+from django.test import override_settings
+from redis import Redis
+
+from django_cachestrat import client, flush, stats
+from django_cachestrat.client import breaker, connection, pending, topology
+from django_cachestrat.inspection import inspect_row
+from django_cachestrat.models import CounterBatch
+from django_cachestrat.overview import gather
+from django_cachestrat.plan import plan_for
+from tests import cluster as servers
+from tests.factories import ProfileFactory, TeamFactory
+from tests.helpers import count_queries
+from tests.servers import LocalCluster, free_cluster_port
+from tests.testapp.models import Profile, Team
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(str(tmp_path_factory.mktemp("cluster")))
+    try:
+        cluster.start()
+        servers.running["cluster"] = cluster
+        yield cluster
+    finally:
+        servers.running.pop("cluster", None)
+        cluster.stop()
+
+
+def with_connection(path: str) -> override_settings:
+    return override_settings(CACHESTRAT={**settings.CACHESTRAT, "CONNECTION": path})
+
+
+@pytest.fixture
+def on_cluster(local_cluster: LocalCluster) -> Iterator[LocalCluster]:
+    """Every Redis call of the app goes to the local cluster, emptied before the test."""
+    servers.flush_cluster(local_cluster)
+    with with_connection("tests.cluster.cluster_client"):
+        breaker.reset()
+        pending.clear()
+        yield local_cluster
+    breaker.reset()
+    pending.clear()
+
+
+def keys_by_node(cluster: LocalCluster, pattern: str) -> dict[int, list[bytes]]:
+    found = {}
+    for port in cluster.live_ports():
+        with Redis(port=port) as node:
+            if node.info("replication")["role"] == "master":
+                found[port] = list(node.scan_iter(pattern))
+    return found
+
+
+def test_the_connection_is_a_redis_cluster(on_cluster: LocalCluster) -> None:
+    assert type(connection()).__name__ == "RedisCluster"
+    assert topology().is_cluster
+
+
+def test_reads_hit_after_one_fill_with_rows_spread_over_every_primary(
+    on_cluster: LocalCluster,
+) -> None:
+    profiles = ProfileFactory.create_batch(30)
+    pks = [p.pk for p in profiles]
+    assert count_queries(lambda: Profile.cached.get_many(pks))[1] == 1
+    found, n = count_queries(lambda: Profile.cached.get_many(pks))
+    assert n == 0 and sorted(found) == sorted(pks)
+    assert count_queries(lambda: Profile.cached.get(pk=pks[0]))[1] == 0
+    nodes = keys_by_node(on_cluster, "cs:testapp.profile:{*}")
+    assert len(nodes) == 3 and all(nodes.values())  # the rows live on all three primaries
+    user = ProfileFactory(username="jane")
+    Profile.cached.get(username="jane")
+    assert count_queries(lambda: Profile.cached.get(username="jane"))[1] == 0
+    assert Profile.cached.get(username="jane").pk == user.pk
+
+
+def test_saves_deletes_and_flushes_invalidate(on_cluster: LocalCluster) -> None:
+    profiles = ProfileFactory.create_batch(10, age=1)
+    pks = [p.pk for p in profiles]
+    Profile.cached.get_many(pks)
+    profiles[0].age = 2
+    profiles[0].save()
+    assert Profile.cached.get(pk=pks[0]).age == 2
+    profiles[1].delete()
+    with pytest.raises(Profile.DoesNotExist):
+        Profile.cached.get(pk=pks[1])
+    Profile.objects.filter(pk__in=pks[2:]).update(age=5)
+    assert {p.age for p in Profile.cached.get_many(pks[2:]).values()} == {5}
+    Profile.cached.flush()
+    _, n = count_queries(lambda: Profile.cached.get_many(pks[2:]))
+    assert n == 1  # every row a miss after the flush
+
+
+def test_write_behind_increments_overlay_and_flush(on_cluster: LocalCluster) -> None:
+    profiles = ProfileFactory.create_batch(12, likes=10)
+    for profile in profiles:
+        Profile.cached.incr(profile.pk, "likes", by=3)
+    rows = Profile.cached.get_many([p.pk for p in profiles])
+    assert {row.likes for row in rows.values()} == {13}  # pending increments added
+    results = flush.flush_all()
+    assert sum(r.increments for r in results) == 36
+    assert set(Profile.objects.values_list("likes", flat=True)) == {13}
+    assert CounterBatch.objects.count() == len(results) > 1  # several stripes, several slots
+    assert {row.likes for row in Profile.cached.get_many([p.pk for p in profiles]).values()} == {13}
+
+
+def test_statistics_overview_and_inspector(on_cluster: LocalCluster) -> None:
+    stats.reset()
+    profiles = ProfileFactory.create_batch(20)
+    Profile.cached.get_many([p.pk for p in profiles])
+    Profile.cached.get_many([p.pk for p in profiles])
+    Profile.cached.incr(profiles[0].pk, "likes")
+    summary = stats.read(5)["testapp.profile"]
+    assert (summary.counts["hits"], summary.counts["misses"]) == (20, 20)
+    figures = gather()
+    assert figures.server is not None and figures.server.version.startswith("7.")
+    (row,) = [m for m in figures.models if m.label == "testapp.profile"]
+    on_nodes = keys_by_node(on_cluster, "cs:testapp.profile:*")
+    assert row.keys_exact and row.keys == sum(len(keys) for keys in on_nodes.values())
+    (wb,) = figures.write_behind
+    assert wb.pending == 1
+    report = inspect_row(Profile, profiles[3].pk)
+    assert report.state == "row" and report.in_database
+
+
+def test_commands(on_cluster: LocalCluster) -> None:
+    teams = TeamFactory.create_batch(5)
+    out = io.StringIO()
+    call_command("cachestrat_warm", "testapp.Team", stdout=out, stderr=io.StringIO())
+    assert count_queries(lambda: Team.cached.get_many([t.pk for t in teams]))[1] == 0
+    call_command("cachestrat_invalidate", "testapp.Team", str(teams[0].pk), stdout=out)
+    assert count_queries(lambda: Team.cached.get(pk=teams[0].pk))[1] == 1
+    call_command("cachestrat_stats", "--minutes", "5", stdout=out)
+    assert "testapp.team" in out.getvalue()
+    call_command("cachestrat_inspect", "testapp.Team", str(teams[1].pk), stdout=out)
+    assert "Cached row" in out.getvalue()
+    profile = ProfileFactory(likes=1)
+    Profile.cached.incr(profile.pk, "likes")
+    call_command("cachestrat_flush_counters", stdout=out)
+    assert Profile.objects.get(pk=profile.pk).likes == 2
+    call_command("cachestrat_replay_invalidations", stdout=out)
+
+
+def test_missed_invalidations_are_replayed_to_the_cluster(on_cluster: LocalCluster) -> None:
+    profiles = ProfileFactory.create_batch(6, age=1)
+    pks = [p.pk for p in profiles]
+    Profile.cached.get_many(pks)
+    Profile.objects.filter(pk__in=pks).update(age=2)  # invalidated: keys and rows agree
+    Profile.cached.get_many(pks)
+    keys = [plan_for(Profile).keys.row(pk) for pk in pks]
+    # Deletes that could not be sent, replayed at the next call (keys on several nodes).
+    Profile.objects.filter(pk__in=pks).update(age=3)
+    pending.add(keys, [], fallback=[])
+    assert {p.age for p in Profile.cached.get_many(pks).values()} == {3}
+    assert not pending
+
+
+def test_a_cluster_unreachable_at_startup_fails_open() -> None:
+    servers.running["dead_port"] = free_cluster_port()
+    team = TeamFactory()
+    with with_connection("tests.cluster.unreachable_cluster"):
+        breaker.reset()
+        try:
+            assert Team.cached.get(pk=team.pk) == team  # from the database
+            assert Team.cached.get(pk=team.pk) == team
+        finally:
+            breaker.reset()
+            pending.clear()
+            client.reset()
+
+
+@pytest.fixture(scope="module")
+def local_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.LocalSentinel]:
+    sentinel = servers.LocalSentinel(str(tmp_path_factory.mktemp("sentinel")))
+    try:
+        sentinel.start()
+        servers.running["sentinel"] = sentinel
+        yield sentinel
+    finally:
+        servers.running.pop("sentinel", None)
+        sentinel.stop()
+
+
+def test_through_sentinel(local_sentinel: servers.LocalSentinel) -> None:
+    profiles = ProfileFactory.create_batch(3, age=1)
+    pks = [p.pk for p in profiles]
+    with with_connection("tests.cluster.sentinel_client"):
+        breaker.reset()
+        assert not topology().is_cluster
+        Profile.cached.get_many(pks)
+        assert count_queries(lambda: Profile.cached.get_many(pks))[1] == 0
+        profiles[0].age = 9
+        profiles[0].save()
+        assert Profile.cached.get(pk=pks[0]).age == 9
+    with Redis(port=local_sentinel.primary.port) as primary:
+        assert primary.exists(plan_for(Profile).keys.row(pks[1]))
+
+
+@pytest.fixture
+def fresh_cluster(tmp_path: Any) -> Iterator[LocalCluster]:
+    """A cluster of its own (a failover changes who is primary), used as CONNECTION."""
+    cluster = LocalCluster(str(tmp_path))
+    previous = servers.running.get("cluster")
+    try:
+        cluster.start()
+        servers.running["cluster"] = cluster
+        with with_connection("tests.cluster.cluster_client"):
+            breaker.reset()
+            pending.clear()
+            yield cluster
+    finally:
+        for server in cluster.servers:  # a stopped process must run again to be terminated
+            if server.process is not None:
+                os.kill(server.process.pid, signal.SIGCONT)
+        cluster.stop()
+        if previous is not None:
+            servers.running["cluster"] = previous
+        breaker.reset()
+        pending.clear()
+
+
+def primary_and_replica(cluster: LocalCluster, key: str) -> tuple[Any, Any]:
+    """The servers holding ``key``'s slot: its primary and that primary's replica."""
+    by_port = {server.port: server for server in cluster.servers}
+    with Redis(port=cluster.ports[0]) as any_node:
+        slot = any_node.cluster("KEYSLOT", key)
+        for start, end, primary, replica, *_ in any_node.execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return by_port[primary[1]], by_port[replica[1]]
+    raise AssertionError(f"no node serves slot {slot}")
+
+
+def read_until_cached(pk: Any, seconds: float = 15) -> list[int]:
+    """Every age read until a read is served from the cache again."""
+    ages = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        profile, queries = count_queries(lambda: Profile.cached.get(pk=pk))
+        ages.append(profile.age)
+        if queries == 0:
+            return ages
+        time.sleep(0.05)
+    raise AssertionError(f"the cache did not serve reads again after the failover: {ages}")
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
+def test_a_failover_to_a_replica_that_missed_the_deletes_serves_no_stale_row(
+    fresh_cluster: LocalCluster,
+) -> None:
+    """The hard case: the replica is cut off, the invalidation reaches only the primary,
+    the primary freezes and the replica takes over."""
+    profile = ProfileFactory(age=1)
+    assert Profile.cached.get(pk=profile.pk).age == 1
+    assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+    primary, replica = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(profile.pk))
+    os.kill(replica.process.pid, signal.SIGSTOP)  # it cannot reconnect while stopped
+    with Redis(port=primary.port) as node:
+        node.execute_command("CLIENT KILL TYPE replica")
+    profile.age = 2
+    profile.save()  # its deletes reach the primary only
+    os.kill(primary.process.pid, signal.SIGSTOP)
+    os.kill(replica.process.pid, signal.SIGCONT)
+    with Redis(port=replica.port) as node:
+        node.execute_command("READONLY")
+        assert node.exists(plan_for(Profile).keys.row(profile.pk))  # the old row is there
+        node.execute_command("CLUSTER FAILOVER TAKEOVER")
+    ages = read_until_cached(profile.pk)
+    assert set(ages) == {2}, ages  # no read returned the row from before the save
+
+
+@pytest.fixture
+def fresh_sentinel(tmp_path: Any) -> Iterator[servers.LocalSentinel]:
+    """A Sentinel set of its own (a failover changes who is primary), used as CONNECTION."""
+    sentinel = servers.LocalSentinel(str(tmp_path))
+    previous = servers.running.get("sentinel")
+    try:
+        sentinel.start()
+        servers.running["sentinel"] = sentinel
+        with with_connection("tests.cluster.sentinel_client"):
+            breaker.reset()
+            pending.clear()
+            yield sentinel
+    finally:
+        for server in (sentinel.primary, sentinel.replica):
+            if server.process is not None:
+                os.kill(server.process.pid, signal.SIGCONT)
+        sentinel.stop()
+        if previous is not None:
+            servers.running["sentinel"] = previous
+        breaker.reset()
+        pending.clear()
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
+def test_a_sentinel_failover_to_a_replica_that_missed_the_deletes_serves_no_stale_row(
+    fresh_sentinel: servers.LocalSentinel,
+) -> None:
+    profile = ProfileFactory(age=1)
+    assert Profile.cached.get(pk=profile.pk).age == 1
+    assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+    primary, replica = fresh_sentinel.primary, fresh_sentinel.replica
+    os.kill(replica.process.pid, signal.SIGSTOP)  # it cannot reconnect while stopped
+    with Redis(port=primary.port) as node:
+        node.execute_command("CLIENT KILL TYPE replica")
+    profile.age = 2
+    profile.save()  # its deletes reach the primary only
+    os.kill(primary.process.pid, signal.SIGSTOP)
+    os.kill(replica.process.pid, signal.SIGCONT)
+    with Redis(port=replica.port) as node:
+        assert node.exists(plan_for(Profile).keys.row(profile.pk))  # the old row is there
+    with Redis(port=fresh_sentinel.sentinel_ports[0]) as sentinel:
+        sentinel.execute_command("SENTINEL FAILOVER", "cachestrat")
+    ages = read_until_cached(profile.pk, seconds=30)
+    assert set(ages) == {2}, ages  # no read returned the row from before the save
+
+
+@pytest.mark.django_db(transaction=True)  # the reader thread sees what the writer commits
+def test_a_primary_killed_under_load_serves_no_stale_row(fresh_cluster: LocalCluster) -> None:
+    profile = ProfileFactory(age=0)
+    committed = [0]  # the last age whose save has returned (its commit is done)
+    stale: list[tuple[int, int]] = []
+    reads = [0]
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                floor = committed[0]
+                age = Profile.cached.get(pk=profile.pk).age
+                reads[0] += 1
+                if age < floor:
+                    stale.append((floor, age))
+        finally:
+            db_connection.close()
+
+    primary, _ = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(profile.pk))
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        age = 0
+        while time.monotonic() < deadline:
+            age += 1
+            profile.age = age
+            profile.save()
+            committed[0] = age
+            if age == 10:
+                primary.process.kill()  # SIGKILL: the replica takes over after node-timeout
+                primary.process.wait()
+                primary.process = None
+            if age > 10 and count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0:
+                break  # served from the cache again, after the failover
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the cache did not serve reads again after the failover")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert reads[0] > 0
+    assert stale == []
