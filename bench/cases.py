@@ -20,6 +20,7 @@ from bench.benchapp.models import Article
 from bench.timing import Variant
 from django_cachestrat.plan import ModelPlan
 from django_cachestrat.serializers import EPOCH, HEADER
+from django_cachestrat.serializers import _decode_json as decode_json
 
 DB_ALIAS = "default"
 
@@ -30,6 +31,7 @@ class Floor:
     def __init__(self, client: Redis, plan: ModelPlan) -> None:
         self.client = client
         self.decoders = plan.codec.decoders
+        self.json_fields = plan.codec.json_fields  # stored as the database's text
         self.attnames = plan.codec.attnames
 
     @staticmethod
@@ -41,6 +43,9 @@ class Floor:
         for index, decode in self.decoders:
             if items[index] is not None:
                 items[index] = decode(items[index])
+        for index, json_field in self.json_fields:
+            if items[index] is not None:
+                items[index] = decode_json(json_field, items[index])
         return Article.from_db(DB_ALIAS, self.attnames, items[HEADER:])
 
     def get(self, pk: int) -> Article:

@@ -108,6 +108,7 @@ def test_saves_deletes_and_flushes_invalidate(on_cluster: LocalCluster) -> None:
     assert n == 1  # every row a miss after the flush
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_write_behind_increments_overlay_and_flush(on_cluster: LocalCluster) -> None:
     profiles = ProfileFactory.create_batch(12, likes=10)
     for profile in profiles:
@@ -121,6 +122,7 @@ def test_write_behind_increments_overlay_and_flush(on_cluster: LocalCluster) -> 
     assert {row.likes for row in Profile.cached.get_many([p.pk for p in profiles]).values()} == {13}
 
 
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_statistics_overview_and_inspector(on_cluster: LocalCluster) -> None:
     stats.reset()
     profiles = ProfileFactory.create_batch(20)
