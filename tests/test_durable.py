@@ -34,13 +34,7 @@ def durable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server that keeps its data across a restart (AOF), as production ones do."""
     server = RedisServer("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
     server.start()
-    caches = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    caches = server.caches()
     try:
         with override_settings(CACHES=caches):
             yield server

@@ -198,13 +198,7 @@ def test_with_redis_down_the_batch_stays_for_the_next_run(captured, tmp_path):
     # Data kept across the restart (AOF), so the stale row is still cached after it.
     server = RedisServer("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
     server.start()
-    caches = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    caches = server.caches()
     try:
         with override_settings(CACHES=caches):
             Profile.cached.get(pk=profile.pk)

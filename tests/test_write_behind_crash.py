@@ -386,13 +386,7 @@ def test_redis_stopped_mid_run_keeps_every_increment_exactly(events):
     directory = tempfile.TemporaryDirectory(prefix="cachestrat-redis-")
     server = RedisServer("--appendonly", "yes", "--appendfsync", "always", "--dir", directory.name)
     server.start()
-    caches = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    caches = server.caches()
     options = write_behind(RECLAIM_AFTER=RECLAIM_AFTER, BATCH_SIZE=4)
     options["BREAKER_COOLDOWN"] = 0.5
     steps = [1, 2, 3, 5]  # positive: the database can only grow during the outage
@@ -454,13 +448,7 @@ def test_an_increment_that_times_out_in_a_slow_redis_is_counted_once():
     in Redis) before the flush, so it counts once."""
     server = RedisServer("--enable-debug-command", "yes")
     server.start()
-    caches = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": server.url,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
-        }
-    }
+    caches = server.caches()
     try:
         with override_settings(CACHES=caches):
             breaker.reset()
