@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from .breaker import CircuitBreaker
 from .conf import conf
-from .topology import Topology, topology_for
+from .topology import ReplicaLag, Topology, topology_for
 
 __all__ = ["Unavailable", "breaker", "connection", "fail_open", "new_generation", "scripts"]
 
@@ -95,6 +95,8 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             if pending.waiting:  # deletes that missed Redis go first, before any read
                 pending.replay(wait=False)
             result = func(*args, **kwargs)
+        except ReplicaLag:
+            raise  # the primary took the write; the caller keeps it for after a failover
         except REDIS_ERRORS as exc:
             pending.expect_records()
             breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)  # counts it too
@@ -137,8 +139,11 @@ def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
     """
     results: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
+    # The app's own connection has its topology already (built once: for a Sentinel
+    # primary, building one asks the sentinels for replicas).
+    shape = _topology if _topology is not None and _topology.client is client else None
     for attempt in (1, 2):
-        pipe = topology_for(client).pipeline()
+        pipe = (shape or topology_for(client)).pipeline()
         for i in todo:
             script, keys, args = calls[i]
             pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -225,6 +230,8 @@ class PendingInvalidations:
         self.keys: set[str] = set()
         self.generations: set[str] = set()
         self.calls: list[Call] = []  # script calls to settle write-behind increments
+        self.unconfirmed_keys: set[str] = set()  # taken by a primary, no replica confirmed
+        self.unconfirmed_generations: set[str] = set()
         self.durable = True  # the database's records are still to be replayed
         self.waiting = True  # read without the lock on every Redis call
         # Where missed invalidations are kept for every process: the database's table,
@@ -249,9 +256,22 @@ class PendingInvalidations:
 
     def expect_records(self) -> None:
         """Redis failed: other processes may record deletes they cannot send meanwhile,
-        so the first call that reaches Redis again replays the database's records."""
+        so the first call that reaches Redis again replays the database's records, and the
+        deletes no replica confirmed go again (the error may be a failover)."""
         with self._lock:
+            self.keys |= self.unconfirmed_keys
+            self.generations |= self.unconfirmed_generations
+            self.unconfirmed_keys, self.unconfirmed_generations = set(), set()
             self.durable = self.waiting = True
+
+    def add_unconfirmed(self, keys: Iterable[str], generations: Iterable[str]) -> None:
+        """Deletes the primary took but no replica confirmed in time (``WAIT``): reads go
+        on, since the primary has them; they are sent again after the next Redis error,
+        which is how a failover shows itself. Bounded like the pending ones."""
+        with self._lock:
+            if len(self.unconfirmed_keys) < self.LIMIT:
+                self.unconfirmed_keys.update(keys)
+            self.unconfirmed_generations.update(generations)
 
     def add_call(self, call: Call) -> None:
         with self._lock:
@@ -284,9 +304,18 @@ class PendingInvalidations:
                 run_many(connection(), calls)
                 calls = []  # they ran: keep only the invalidations if those fail
             if keys or gens:
-                send_invalidations(keys, gens)
+                try:
+                    send_invalidations(keys, gens)
+                except ReplicaLag:  # on the primary, not yet on a replica: see add_unconfirmed
+                    self.add_unconfirmed(keys, gens)
+                keys, gens = set(), set()
             if durable:
-                self.records.replay()
+                try:
+                    self.records.replay()
+                except (Unavailable, ReplicaLag):  # inside a transaction, or no replica yet
+                    with self._lock:
+                        self.durable = True
+                durable = False
         except REDIS_ERRORS:
             with self._lock:  # still down: keep them for the next call
                 self.keys |= keys
@@ -295,13 +324,14 @@ class PendingInvalidations:
                 self.durable |= durable
             raise
         with self._lock:  # only now may other threads read: the deletes have landed
-            self.waiting = bool(self) or self.durable
+            self.waiting = bool(self.keys or self.generations or self.calls) or self.durable
         if count:
             logger.info("Replayed %d pending operations after Redis recovered", count)
 
     def clear(self) -> None:
         with self._lock:
             self.keys, self.generations, self.calls = set(), set(), []
+            self.unconfirmed_keys, self.unconfirmed_generations = set(), set()
             self.durable = self.waiting = False
 
 

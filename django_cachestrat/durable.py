@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 
-from .client import NoRecords, pending, send_invalidations
+from .client import REDIS_ERRORS, NoRecords, Unavailable, pending, send_invalidations
 from .models import PendingInvalidation
 
 __all__ = ["install", "record", "replay", "uninstall"]
@@ -47,22 +47,33 @@ def replay() -> int:
     send the same deletes, which is harmless.
     """
     using = router.db_for_write(PendingInvalidation)
+    if connections[using].in_atomic_block:
+        # Never inside the caller's transaction: its locks would be held until the caller
+        # commits, and its DELETE would count as the caller's write. Later, outside one.
+        raise Unavailable("missed invalidations are replayed outside transactions")
     table = PendingInvalidation.objects.using(using)
     sent = 0
     while True:
         try:
             with transaction.atomic(using=using):
-                rows = list(table.order_by("pk").values_list("pk", "keys", "generations")[:BATCH])
+                # Locked for this batch only, skipped by another process replaying at once.
+                rows = list(
+                    table.select_for_update(skip_locked=True)
+                    .order_by("pk")
+                    .values_list("pk", "keys", "generations")[:BATCH]
+                )
+                if rows:
+                    keys = {key for _, row_keys, _ in rows for key in row_keys}
+                    generations = {gen for _, _, row_gens in rows for gen in row_gens}
+                    send_invalidations(keys, generations)  # a Redis error: the rows stay
+                    table.filter(pk__in=[pk for pk, _, _ in rows]).delete()
+        except REDIS_ERRORS:
+            raise
         except Exception:  # reads of the cache must not depend on it
-            logger.warning("Could not read missed invalidations from the database", exc_info=True)
+            logger.warning("Could not replay missed invalidations from the database", exc_info=True)
             return sent
         if not rows:
             return sent
-        keys = {key for _, row_keys, _ in rows for key in row_keys}
-        generations = {gen for _, _, row_gens in rows for gen in row_gens}
-        send_invalidations(keys, generations)  # a Redis error rises: the rows stay
-        with transaction.atomic(using=using):
-            table.filter(pk__in=[pk for pk, _, _ in rows]).delete()
         sent += len(rows)
         logger.info("Replayed %d missed invalidations kept in the database", len(rows))
 

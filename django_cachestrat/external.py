@@ -21,8 +21,9 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 
 from . import invalidation, replicas, statements
-from .client import send_invalidations
+from .client import pending, send_invalidations
 from .conf import conf
+from .topology import ReplicaLag
 
 __all__ = ["consume", "consume_all", "install", "status", "uninstall"]
 
@@ -225,7 +226,10 @@ def _batch(using: str, size: int) -> int:
         lag_ms = max(1, int(conf.REPLICA_LAG * 1000)) if using in primaries else 0
         marks = replicas.marks(keys, generations) if lag_ms else ()
         if keys or generations:
-            send_invalidations(list(keys), list(generations), marks, lag_ms)
+            try:
+                send_invalidations(list(keys), list(generations), marks, lag_ms)
+            except ReplicaLag:  # the primary has them: the batch is done, sent again later
+                pending.add_unconfirmed(keys, generations)
         cursor.execute(f"DELETE FROM {OUTBOX} WHERE id = ANY(%s)", [[row[0] for row in rows]])
     return len(rows)
 

@@ -16,6 +16,7 @@ from .conf import conf
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 from .signals import flushed, invalidated
+from .topology import ReplicaLag
 
 __all__ = [
     "connect_receivers",
@@ -94,6 +95,8 @@ def _send_safely(
         return
     try:
         _send(keys, generations, list(marks), lag_ms)
+    except ReplicaLag:  # the primary has them; a replica may not, until a failover shows
+        pending.add_unconfirmed(keys, generations)
     except (Unavailable, *REDIS_ERRORS) as exc:
         pending.add(keys, generations, fallback=list(fallback))
         if not isinstance(exc, Unavailable):  # FAIL_OPEN = False: kept, and it rises

@@ -31,8 +31,12 @@ def _mget(keys: list[str]) -> list[bytes | None]:
 def _establish(key: str) -> bytes:
     """The generation stored under ``key``, given a new random value if it has none."""
     token = new_generation().encode()
-    # SET NX GET: the value already there, or None when ours was set (one atomic step).
-    existing = connection().set(key, token, nx=True, get=True)
+    client = connection()
+    # SET NX, then GET if it was taken (SET NX GET needs Redis 7). Between the two the key
+    # may change or go: a fill then carries a value no reader holds, which is only a miss.
+    if client.set(key, token, nx=True):
+        return token
+    existing = client.get(key)
     return bytes(existing) if existing is not None else token
 
 

@@ -299,8 +299,13 @@ _tokens: weakref.WeakKeyDictionary[Any, bytes] = weakref.WeakKeyDictionary()
 
 
 def _innermost_test_block(conn: BaseDatabaseWrapper) -> Any:
+    """The innermost block the test case itself opened: a new object for every test (a
+    savepoint-less block above it may be one object reused by every test, a decorator)."""
     depth = _test_depth(conn) if conn.in_atomic_block else 0
-    return conn.atomic_blocks[depth - 1] if depth else None
+    for block in reversed(conn.atomic_blocks[:depth]):
+        if getattr(block, "_from_testcase", False):
+            return block
+    return None
 
 
 def scope_tag(using: str, detect: bool = False) -> bytes:

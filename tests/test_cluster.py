@@ -215,6 +215,30 @@ def test_through_sentinel(local_sentinel: servers.LocalSentinel) -> None:
         assert primary.exists(plan_for(Profile).keys.row(pks[1]))
 
 
+def test_hits_through_sentinel_do_not_ask_the_sentinels(
+    local_sentinel: servers.LocalSentinel,
+) -> None:
+    """The topology, and so the sentinels' answer about replicas, is built once per
+    connection: a hit of a model with counters (its overlay runs a script) asks nothing."""
+
+    def sentinel_commands() -> int:
+        total = 0
+        for port in local_sentinel.sentinel_ports:
+            with Redis(port=port) as sentinel:
+                total += int(sentinel.info("stats")["total_commands_processed"])
+        return total
+
+    profile = ProfileFactory(age=1)
+    with with_connection("tests.cluster.sentinel_client"):
+        breaker.reset()
+        Profile.cached.get(pk=profile.pk)
+        before = sentinel_commands()
+        for _ in range(50):
+            Profile.cached.get(pk=profile.pk)
+        asked = sentinel_commands() - before - len(local_sentinel.sentinel_ports)  # the INFOs
+    assert asked < 5, asked
+
+
 @pytest.fixture
 def fresh_cluster(tmp_path: Any) -> Iterator[LocalCluster]:
     """A cluster of its own (a failover changes who is primary), used as CONNECTION."""
@@ -377,3 +401,24 @@ def test_a_primary_killed_under_load_serves_no_stale_row(fresh_cluster: LocalClu
         thread.join(10)
     assert reads[0] > 0
     assert stale == []
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
+def test_a_stopped_replica_does_not_turn_the_cache_off(fresh_cluster: LocalCluster) -> None:
+    """A WAIT no replica answers leaves the deletes on the primary: they are kept for after
+    a failover, and reads of other rows keep hitting (no breaker failure, no replay)."""
+    hot, other = ProfileFactory(age=1), ProfileFactory(age=5)
+    Profile.cached.get(pk=hot.pk)
+    _, replica = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(other.pk))
+    assert replica.process is not None
+    os.kill(replica.process.pid, signal.SIGSTOP)
+    try:
+        other.age = 6
+        other.save()  # WAIT 1 cannot be acknowledged on that shard
+        assert breaker.failures == 0 and not pending.waiting
+        assert pending.unconfirmed_keys  # kept, for after a failover
+        assert Profile.cached.get(pk=other.pk).age == 6
+        for _ in range(5):
+            assert count_queries(lambda: Profile.cached.get(pk=hot.pk))[1] == 0
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)

@@ -152,3 +152,21 @@ def test_a_running_process_that_saw_the_outage_replays_what_a_dead_one_left(dura
     time.sleep(0.1)
     assert Team.cached.get(pk=team.pk).name == "after"
     assert not PendingInvalidation.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_records_are_never_replayed_inside_the_callers_transaction():
+    """The replay locks and deletes records: inside the caller's atomic() those locks would
+    last until the caller commits, and block every other process's replay meanwhile."""
+    from django.db import transaction
+    from django.test.utils import CaptureQueriesContext
+
+    team = TeamFactory(name="t")
+    PendingInvalidation.objects.create(keys=["cs:nothing"], generations=[])
+    pending.expect_records()
+    with transaction.atomic(), CaptureQueriesContext(connection) as inside:
+        assert Team.cached.get(pk=team.pk).name == "t"
+    assert not [q for q in inside.captured_queries if "pendinginvalidation" in q["sql"]]
+    assert PendingInvalidation.objects.count() == 1  # still there, for later
+    Team.cached.get(pk=team.pk)  # outside a transaction: replayed now
+    assert PendingInvalidation.objects.count() == 0

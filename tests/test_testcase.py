@@ -273,3 +273,24 @@ def test_truncate_2_are_gone_with_the_table_flush() -> None:
     assert Profile.cached.get(pk=LEAKY_PK).likes == 0
     write_behind.flush_model(Profile)
     assert Profile.objects.get(pk=LEAKY_PK).likes == 0
+
+
+# A block object reused by every test (a decorator, a module-level atomic(savepoint=False)):
+# what one test filled inside it is not believed in the next.
+REUSED = transaction.atomic(savepoint=False)
+
+
+@pytest.mark.keep_redis
+class ReusedBlockTests(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.profile = ProfileFactory(age=30)
+
+    def test_1_a_change_read_inside_the_block(self) -> None:
+        with REUSED:
+            Profile.objects.filter(pk=self.profile.pk).update(age=99)
+            assert Profile.cached.get(pk=self.profile.pk).age == 99
+
+    def test_2_is_gone_in_the_next_test(self) -> None:
+        with REUSED:
+            assert Profile.cached.get(pk=self.profile.pk).age == 30
