@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, Protocol, TypeVar
@@ -94,6 +95,8 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
         try:
             if pending.waiting:  # deletes that missed Redis go first, before any read
                 pending.replay(wait=False)
+            if pending.unconfirmed_keys or pending.unconfirmed_generations:
+                pending.resend_unconfirmed()  # a failover may have lost them
             result = func(*args, **kwargs)
         except ReplicaLag:
             raise  # the primary took the write; the caller keeps it for after a failover
@@ -231,7 +234,7 @@ class PendingInvalidations:
         self.generations: set[str] = set()
         self.calls: list[Call] = []  # script calls to settle write-behind increments
         self.unconfirmed_keys: set[str] = set()  # taken by a primary, no replica confirmed
-        self.unconfirmed_generations: set[str] = set()
+        self.unconfirmed_generations: dict[str, str] = {}  # generation key -> value sent
         self.durable = True  # the database's records are still to be replayed
         self.waiting = True  # read without the lock on every Redis call
         # Where missed invalidations are kept for every process: the database's table,
@@ -256,22 +259,41 @@ class PendingInvalidations:
 
     def expect_records(self) -> None:
         """Redis failed: other processes may record deletes they cannot send meanwhile,
-        so the first call that reaches Redis again replays the database's records, and the
-        deletes no replica confirmed go again (the error may be a failover)."""
+        so the first call that reaches Redis again replays the database's records."""
         with self._lock:
-            self.keys |= self.unconfirmed_keys
-            self.generations |= self.unconfirmed_generations
-            self.unconfirmed_keys, self.unconfirmed_generations = set(), set()
             self.durable = self.waiting = True
 
-    def add_unconfirmed(self, keys: Iterable[str], generations: Iterable[str]) -> None:
+    def add_unconfirmed(self, lag: ReplicaLag) -> None:
         """Deletes the primary took but no replica confirmed in time (``WAIT``): reads go
-        on, since the primary has them; they are sent again after the next Redis error,
-        which is how a failover shows itself. Bounded like the pending ones."""
+        on, since the primary has them. Each call sends them again first, without waiting
+        (after a failover, that reaches the new primary before any read), and at most every
+        ``CONFIRM_EVERY`` seconds with a ``WAIT``, whose success forgets them. Generations
+        go again with the very values sent, so a resend flushes nothing more."""
         with self._lock:
             if len(self.unconfirmed_keys) < self.LIMIT:
-                self.unconfirmed_keys.update(keys)
-            self.unconfirmed_generations.update(generations)
+                self.unconfirmed_keys.update(lag.keys)
+            self.unconfirmed_generations.update(lag.sets)
+
+    CONFIRM_EVERY = 2.0
+    _confirmed_at = 0.0
+
+    def resend_unconfirmed(self) -> None:
+        """Send the unconfirmed deletes again (see :meth:`add_unconfirmed`)."""
+        with self._lock:
+            keys, sets = list(self.unconfirmed_keys), dict(self.unconfirmed_generations)
+        if not (keys or sets):
+            return
+        confirm = time.monotonic() - self._confirmed_at >= self.CONFIRM_EVERY
+        try:
+            topology().invalidate(keys, sets, wait=confirm)
+        except ReplicaLag:
+            self._confirmed_at = time.monotonic()
+            return
+        if confirm:  # a replica holds them now: forget them
+            with self._lock:
+                self.unconfirmed_keys.difference_update(keys)
+                for key in sets:
+                    self.unconfirmed_generations.pop(key, None)
 
     def add_call(self, call: Call) -> None:
         with self._lock:
@@ -306,8 +328,8 @@ class PendingInvalidations:
             if keys or gens:
                 try:
                     send_invalidations(keys, gens)
-                except ReplicaLag:  # on the primary, not yet on a replica: see add_unconfirmed
-                    self.add_unconfirmed(keys, gens)
+                except ReplicaLag as lag:  # on the primary, not on a replica: see add_unconfirmed
+                    self.add_unconfirmed(lag)
                 keys, gens = set(), set()
             if durable:
                 try:
@@ -331,7 +353,7 @@ class PendingInvalidations:
     def clear(self) -> None:
         with self._lock:
             self.keys, self.generations, self.calls = set(), set(), []
-            self.unconfirmed_keys, self.unconfirmed_generations = set(), set()
+            self.unconfirmed_keys, self.unconfirmed_generations = set(), {}
             self.durable = self.waiting = False
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from django.db import connections, router, transaction
+from django.db import router, transaction
 
+from . import transactions
 from .client import REDIS_ERRORS, NoRecords, Unavailable, pending, send_invalidations
 from .models import PendingInvalidation
 
@@ -47,7 +48,7 @@ def replay() -> int:
     send the same deletes, which is harmless.
     """
     using = router.db_for_write(PendingInvalidation)
-    if connections[using].in_atomic_block:
+    if transactions.in_transaction(using):  # a test case's own blocks aside
         # Never inside the caller's transaction: its locks would be held until the caller
         # commits, and its DELETE would count as the caller's write. Later, outside one.
         raise Unavailable("missed invalidations are replayed outside transactions")

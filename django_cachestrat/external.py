@@ -228,8 +228,8 @@ def _batch(using: str, size: int) -> int:
         if keys or generations:
             try:
                 send_invalidations(list(keys), list(generations), marks, lag_ms)
-            except ReplicaLag:  # the primary has them: the batch is done, sent again later
-                pending.add_unconfirmed(keys, generations)
+            except ReplicaLag as lag:  # the primary has them: the batch is done
+                pending.add_unconfirmed(lag)
         cursor.execute(f"DELETE FROM {OUTBOX} WHERE id = ANY(%s)", [[row[0] for row in rows]])
     return len(rows)
 

@@ -95,8 +95,8 @@ def _send_safely(
         return
     try:
         _send(keys, generations, list(marks), lag_ms)
-    except ReplicaLag:  # the primary has them; a replica may not, until a failover shows
-        pending.add_unconfirmed(keys, generations)
+    except ReplicaLag as lag:  # the primary has them; a replica may not yet
+        pending.add_unconfirmed(lag)
     except (Unavailable, *REDIS_ERRORS) as exc:
         pending.add(keys, generations, fallback=list(fallback))
         if not isinstance(exc, Unavailable):  # FAIL_OPEN = False: kept, and it rises

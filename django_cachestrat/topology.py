@@ -25,7 +25,13 @@ SENTINEL_RECHECK_S = 10.0
 
 class ReplicaLag(RedisError):
     """An invalidation reached a primary, but no replica of it acknowledged it in time: a
-    failover now could promote a replica without the deletes, so it is kept and replayed."""
+    failover now could promote a replica without the deletes, so it is kept and sent
+    again (``keys`` and ``sets``: what was sent)."""
+
+    def __init__(self, keys: Iterable[str] = (), sets: Mapping[str, str] | None = None) -> None:
+        super().__init__("no replica acknowledged the invalidation in time")
+        self.keys = list(keys)
+        self.sets = dict(sets or {})
 
 
 class Single:
@@ -54,9 +60,10 @@ class Single:
         sets: Mapping[str, str],
         marks: Iterable[str] = (),
         lag_ms: int = 0,
+        wait: bool = True,
     ) -> None:
         """Set ``marks`` for ``lag_ms`` (replicas.py), delete ``keys`` and SET each of
-        ``sets``, in one pipelined round trip."""
+        ``sets``, in one pipelined round trip (``wait``: then ``WAIT`` for a replica)."""
         pipe = self.pipeline()
         for mark in marks:
             pipe.set(mark, b"1", px=lag_ms)
@@ -65,13 +72,13 @@ class Single:
             pipe.delete(*keys)
         for key, value in sets.items():
             pipe.set(key, value)
-        replicated = self._has_replicas()
+        replicated = wait and self._has_replicas()
         if replicated:  # a Sentinel primary: see Cluster.invalidate
             pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
         out = pipe.execute()
         if replicated and int(out[-1]) < 1:
             self._asked = 0.0  # after a failover the new primary may have no replica
-            raise ReplicaLag("no replica acknowledged the invalidation in time")
+            raise ReplicaLag(keys, sets)
 
     def _has_replicas(self) -> bool:
         """Whether the sentinels know a live replica: asked again after a WAIT that no
@@ -122,6 +129,7 @@ class Cluster(Single):
         sets: Mapping[str, str],
         marks: Iterable[str] = (),
         lag_ms: int = 0,
+        wait: bool = True,
     ) -> None:
         """Lag markers, deletes and new generations, then ``WAIT 1`` on each primary written to that
         has a replica, all in one cluster pipeline (so each WAIT follows the writes on
@@ -129,6 +137,7 @@ class Cluster(Single):
         replica holds it, so a failover cannot promote a replica that lacks it."""
         pipe = self.pipeline()
         primaries: dict[str, Any] = {}
+        keys = list(keys)
         for mark in marks:
             pipe.set(mark, b"1", px=lag_ms)
         for slot, group in self._by_slot(keys).items():
@@ -137,12 +146,14 @@ class Cluster(Single):
         for key, value in sets.items():
             pipe.set(key, value)
             self._replicated(self.client.keyslot(key), primaries)
+        if not wait:
+            primaries.clear()
         for node in primaries.values():
             pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
         out = pipe.execute()
         acknowledged = out[len(out) - len(primaries) :]
         if any(int(count) < 1 for count in acknowledged):
-            raise ReplicaLag("no replica acknowledged the invalidation in time")
+            raise ReplicaLag(keys, sets)
 
     def _replicated(self, slot: int, primaries: dict[str, Any]) -> None:
         nodes = self.client.nodes_manager.slots_cache.get(slot) or []
