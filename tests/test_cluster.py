@@ -236,7 +236,8 @@ def test_hits_through_sentinel_do_not_ask_the_sentinels(
         for _ in range(50):
             Profile.cached.get(pk=profile.pk)
         asked = sentinel_commands() - before - len(local_sentinel.sentinel_ports)  # the INFOs
-    assert asked < 5, asked
+    # One question per hit would be 50; the sentinels' own chatter (pings, hellos) is a few.
+    assert asked < 25, asked
 
 
 @pytest.fixture
