@@ -53,7 +53,7 @@ if not BASELINE:
         _original_init_worker(*args, **kwargs)
         from django.conf import settings as live
 
-        from django_cachestrat import apps as wiring
+        from django_cachestrat import hooks as wiring
 
         worker = getattr(_django_runner, "_worker_id", 0)
         live.CACHESTRAT = {**live.CACHESTRAT, "KEY_PREFIX": f"cs.w{worker}"}
