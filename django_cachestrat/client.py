@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from django.core.cache import InvalidCacheBackendError
+from django.core.cache import InvalidCacheBackendError, caches
 from django.utils.module_loading import import_string
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
@@ -35,6 +35,7 @@ REDIS_ERRORS = (RedisError, RedisClusterException, OSError, InvalidCacheBackendE
 
 breaker = CircuitBreaker()
 _topology: Topology | None = None
+_built_with: Any = None
 #: Called with the primaries when the connection is first built (plugged in by hooks.py).
 on_connect: list[Callable[[list[Any]], None]] = []
 
@@ -45,12 +46,17 @@ class Unavailable(Exception):
 
 def topology() -> Topology:
     """The connection and its multi-key operations, chosen once on the client's type."""
-    global _topology
-    if _topology is None:  # built once; settings changes reset it
+    global _topology, _built_with
+    # Built once, for the CACHES in force: a settings change resets it, and a thread that
+    # rebuilt it in the moment between our reset and Django's own (the statistics
+    # publisher, say) would have kept the old cache's connection; comparing the
+    # settings object Django replaces on each change closes that gap.
+    if _topology is None or _built_with is not caches.settings:
+        settings_now = caches.settings
         built = topology_for(_build())
         for hook in on_connect:  # eviction.warn_at_startup: one INFO, with counters only
             hook(built.primaries())
-        _topology = built
+        _topology, _built_with = built, settings_now
     return _topology
 
 
