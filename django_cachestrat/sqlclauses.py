@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from .sqllex import Name, Token, names
 
-if TYPE_CHECKING:
-    from .sqlshape import Table
-
 __all__ = [
+    "Table",
     "alias",
     "is_upsert",
     "items",
@@ -23,6 +21,16 @@ __all__ = [
     "top",
     "with_returning",
 ]
+
+
+@dataclass(frozen=True)
+class Table:
+    """What the classifier needs to know of a table whose writes matter."""
+
+    db_table: str
+    pk: str | None  # the pk column; None for a composite pk (rows cannot be named)
+    lookups: tuple[str, ...] = ()  # columns of this table that cached lookups read
+    cached: bool = True  # False: its rows are not cached, only what its writes cascade to
 
 
 def target(body: list[Token]) -> tuple[int, int] | None:

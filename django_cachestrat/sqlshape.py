@@ -8,19 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import sqlclauses as clauses
+from .sqlclauses import Table
 from .sqllex import Name, Token, names, rough_names, split, table_name, tokens
 
 __all__ = ["Outcome", "Table", "Tables", "classify", "mentioned"]
-
-
-@dataclass(frozen=True)
-class Table:
-    """What the classifier needs to know of a table whose writes matter."""
-
-    db_table: str
-    pk: str | None  # the pk column; None for a composite pk (rows cannot be named)
-    lookups: tuple[str, ...] = ()  # columns of this table that cached lookups read
-    cached: bool = True  # False: its rows are not cached, only what its writes cascade to
 
 
 class Tables:
