@@ -65,8 +65,9 @@ class Generations:
         self._stored = row or b""
         # Inside a test case the scope names the test's block (see transactions.scope_tag).
         self._scope = scope
-        self.row = self._stored + scope if self._stored else UNSET
+        self.row = UNSET
         self._absent: bytes | None = None
+        self._retag()
 
     @property
     def ready(self) -> bool:
@@ -77,16 +78,19 @@ class Generations:
         """Tag what is filled from here on with the connection's test scope."""
         if scope != self._scope:
             self._scope = scope
-            self.row = self._stored + scope if self._stored else UNSET
-            self._absent = None
+            self._retag()
 
     def establish(self) -> None:
         """Before a fill: make sure the row generation is in Redis (see the class note)."""
         if not self._stored:
             with contextlib.suppress(Unavailable):
                 self._stored = _establish(self.keys.generation)
-                self.row = self._stored + self._scope
-                self._absent = None
+                self._retag()
+
+    def _retag(self) -> None:
+        """The tag payloads must carry: the stored generation and the test scope."""
+        self.row = self._stored + self._scope if self._stored else UNSET
+        self._absent = None
 
     def absent_tag(self) -> bytes:
         """``row:absent``, the tag a cached absence must carry to be believed."""
