@@ -209,3 +209,28 @@ def test_nothing_is_recorded_outside_a_recording_block() -> None:
     assert requestlog.active() is None
     assert log.as_dict()["totals"]["hits"] == 1
     assert inner.as_dict()["totals"]["hits"] == 1
+
+
+def test_a_held_lease_shows_as_waits_and_a_raced_fill_as_lost(redis_client) -> None:
+    waited, raced = ItemFactory.create_batch(2)
+    plan = Item.cached.plan
+    row_key = plan.space("default").row(waited.pk)
+    redis_client.set(plan.keys.lease(row_key), b"another-reader", px=5000)
+    with override_settings(CACHESTRAT={"LEASE_WAIT": 0.05}), requestlog.recording() as log:
+        Item.cached.get_many([waited.pk])  # waits for the other reader, then reads the db
+    counts = log.as_dict()["models"]["testapp.item"]
+    assert counts["misses"] == 1 and counts["lease_waits"] >= 1 and counts["lost_fills"] == 0
+
+    def write_during_the_read(execute: Any, sql: str, *args: Any) -> Any:
+        result = execute(sql, *args)
+        if "SELECT" in sql:  # between the database read and the fill
+            Item.cached.invalidate(raced.pk)
+        return result
+
+    with (
+        requestlog.recording() as log,
+        connections["default"].execute_wrapper(write_during_the_read),
+    ):
+        Item.cached.get_many([raced.pk])
+    counts = log.as_dict()["models"]["testapp.item"]
+    assert (counts["misses"], counts["lost_fills"], counts["invalidations_sent"]) == (1, 1, 1)
