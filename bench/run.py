@@ -1,8 +1,9 @@
 """Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``.
 
 Without ``--only`` this runs the read path and consistency parts, then the write-behind
-counters (``--only counters`` runs those alone; ``python -m bench.counters`` too). With
-``--markdown PATH`` the counters' tables go to ``PATH`` with ``-counters`` before the suffix.
+counters and the debug panel's cost (``--only counters`` or ``--only panel`` runs one alone;
+``python -m bench.counters`` and ``python -m bench.panel`` too). With ``--markdown PATH``
+their tables go to ``PATH`` with ``-counters`` or ``-panel`` before the suffix.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-def _counters_argv(argv: list[str]) -> list[str]:
+def _counters_argv(argv: list[str], part: str = "counters") -> list[str]:
     out: list[str] = []
     items = iter(argv)
     for item in items:
@@ -22,7 +23,7 @@ def _counters_argv(argv: list[str]) -> list[str]:
             value = next(items, "")
             if item == "--markdown":
                 path = Path(value)
-                value = str(path.with_name(f"{path.stem}-counters{path.suffix}"))
+                value = str(path.with_name(f"{path.stem}-{part}{path.suffix}"))
             out += [item, value]
     return out
 
@@ -35,7 +36,7 @@ def main() -> int:
     argv = sys.argv[1:]
     only = argv[argv.index("--only") + 1] if "--only" in argv[:-1] else None
     status = 0
-    if only != "counters":
+    if only not in ("counters", "panel"):
         from bench.cli import main as run
 
         status = run(argv)
@@ -43,6 +44,10 @@ def main() -> int:
         from bench.counters import main as run_counters
 
         status = run_counters(_counters_argv(argv)) or status
+    if only in (None, "panel"):
+        from bench.panel import main as run_panel
+
+        status = run_panel(_counters_argv(argv, "panel")) or status
     return status
 
 

@@ -25,7 +25,7 @@ from . import flush, invalidation, overview
 from .client import REDIS_ERRORS, Unavailable
 from .forms import ActionForm, InspectForm, cached_model
 from .inspection import inspect_row, invalidate_rows
-from .models import CounterBatch
+from .models import Cache
 from .plan import plan_for
 
 __all__ = [
@@ -64,26 +64,46 @@ def url_name(name: str) -> str:
 
 
 class CacheViews:
-    """The cache pages of one admin site; URLs are added by ``CounterBatchAdmin``."""
+    """The cache pages of one admin site, served by ``CacheAdmin`` (the "Cache" entry)."""
 
     def __init__(self, site: admin.AdminSite) -> None:
         self.site = site
 
     def urls(self) -> list[URLPattern]:
+        """The pages, under ``<admin>/django_cachestrat/cache/``."""
         wrap = self.site.admin_view  # staff only, CSRF-protected, never cached
+        overview = wrap(self.overview)
         return [
-            path("cache/", wrap(self.overview), name=url_name("overview")),
-            path("cache/inspect/", wrap(self.inspect), name=url_name("inspect")),
-            path("cache/act/", wrap(require_POST(self.act)), name=url_name("act")),
+            path("", overview, name=url_name("overview")),
+            path("", overview, name=url_name("changelist")),  # the admin index links here
+            path("inspect/", wrap(self.inspect), name=url_name("inspect")),
+            path("act/", wrap(require_POST(self.act)), name=url_name("act")),
         ]
+
+    def moved_urls(self) -> list[URLPattern]:
+        """The pages' first URLs, under write-behind batches: the pages redirect to their
+        new home (with the query); the action, a POST, is still served."""
+        return [
+            path("cache/", self.site.admin_view(self._moved("overview"))),
+            path("cache/inspect/", self.site.admin_view(self._moved("inspect"))),
+            path("cache/act/", self.site.admin_view(require_POST(self.act))),
+        ]
+
+    def _moved(self, name: str) -> Any:
+        def redirect(request: HttpRequest) -> HttpResponse:
+            url = reverse(f"{self.site.name}:{url_name(name)}")
+            query = request.META.get("QUERY_STRING", "")
+            return HttpResponseRedirect(f"{url}?{query}" if query else url)
+
+        return redirect
 
     def _context(self, request: HttpRequest, title: str) -> dict[str, Any]:
         request.current_app = self.site.name
         return {
             **self.site.each_context(request),
             "title": title,
-            "opts": CounterBatch._meta,
-            "app_label": CounterBatch._meta.app_label,
+            "opts": Cache._meta,
+            "app_label": Cache._meta.app_label,
             "can_act": can_act(request.user),
             "overview_url": reverse(f"{self.site.name}:{url_name('overview')}"),
             "inspect_url": reverse(f"{self.site.name}:{url_name('inspect')}"),

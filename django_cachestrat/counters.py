@@ -15,7 +15,7 @@ from django.db import connections, router
 from django.db.models import Exists, F
 from django.db.models.functions import Greatest
 
-from . import counter_saves, transactions
+from . import counter_saves, requestlog, transactions
 from .client import Unavailable, connection, fail_open, pending, scripts, topology
 from .keys import KeySpace, StripeKeys, key_part
 from .plan import ModelPlan
@@ -120,6 +120,8 @@ os.register_at_fork(after_in_child=_new_sequence_after_fork)
 
 
 def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
+    if (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.increment(plan.keys.label, by)
     if transactions.in_test_scope(using):
         # Inside a test case the increment joins the test's transaction, and goes with its
         # rollback: pending increments in Redis would outlive it, for the next test to see.

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_save
 
-from . import counter_saves, counters, handled, reads, relations, replicas, transactions
+from . import counter_saves, counters, handled, reads, relations, replicas, requestlog, transactions
 from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
 from .conf import conf
 from .options import cached_models
@@ -143,6 +143,8 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
         _after_commit(changed, plans if change.flushed else [], using)
         return
     state.add_hook(_on_commit, first=True)
+    if (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.queued([plan.keys.label for plan in plans], change.pks)
     state.keys |= change.keys
     state.generations |= change.generations
     state.fallback.update(fallback)
@@ -182,12 +184,16 @@ def _after_commit(
     for plan, pks in changed.items():
         if pks:
             plan.stats.invalidations += len(pks)
+            if (log := requestlog.active()) is not None:  # a debug panel is recording
+                log.sent(plan.keys.label, len(pks))
             invalidated.send(plan.model, pks=sorted(pks, key=str))
             if plan.options.strategy == "write_through":
                 # From the database written: a replica may not have the commit yet.
                 reads.refill(plan, pks, using)
     for plan in flushed_plans:
         plan.stats.invalidations += 1
+        if (log := requestlog.active()) is not None:
+            log.sent(plan.keys.label, 1, flushed=True)
         flushed.send(plan.model)
 
 

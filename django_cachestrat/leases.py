@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from . import requestlog
 from .client import Call, Unavailable, connection, fail_open, scripts
 from .plan import ModelPlan
 from .transactions import can_fill
@@ -120,6 +121,8 @@ def _lease_rounds(
         if not misses or remaining <= 0:
             break
         plan.stats.lease_waits += len(misses)
+        if (log := requestlog.active()) is not None:  # a debug panel is recording
+            log.lease_waits(plan.keys.label, len(misses))
         time.sleep(min(delay, remaining))
         delay = min(delay * 2, 0.05)
     return misses
@@ -147,9 +150,12 @@ def _load_and_fill(
     plan.stats.fills += filled
     if stored is not None:  # this call's own count (the statistics are the process's)
         stored.append(filled)
-    plan.stats.rejected_fills += sum(
+    lost = sum(
         1 for (_, _, entry), out in zip(stores, outcomes, strict=True) if entry.payload and out == 0
     )
+    plan.stats.rejected_fills += lost
+    if lost and (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.lost_fills(plan.keys.label, lost)
 
 
 def _give_back(plan: ModelPlan, stores: list[tuple[Miss, str, Entry]]) -> list[Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import replicas
+from . import replicas, requestlog
 from .client import Unavailable, fail_open, topology
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
@@ -42,9 +42,13 @@ def get_by_lookup(plan: ModelPlan, name: str, value: Any, using: str | None = No
     except Unavailable:
         return _db_lookup(plan, name, value, using)
     pk = _decode_pointer(plan, data, generations) if data is not None else None
+    if (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.lookup(plan.keys.label, pk, MISSING)
     if pk is None:
         pks = _resolve_lookup(plan, name, [Miss(value, key, data or b"")], generations, using)
         pk = pks.get(value, MISSING)
+        if (log := requestlog.active()) is not None:
+            log.lookup_filled(plan.keys.label, pk is not MISSING)
     if pk is MISSING:
         raise plan.does_not_exist(_not_found(plan, name, value))
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-__all__ = ["CounterBatch", "DeadLetter", "PendingInvalidation"]
+__all__ = ["Cache", "CounterBatch", "DeadLetter", "PendingInvalidation"]
 
 
 class CounterBatch(models.Model):
@@ -30,6 +30,20 @@ class CounterBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} batch {self.id}"
+
+
+class Cache(CounterBatch):
+    """The cache's own entry on the admin index, whose page is the cache overview.
+
+    A proxy, so it has no table; with no permissions of its own, since the cache pages
+    keep those of write-behind batches (``admin_views.VIEW_PERMISSION``).
+    """
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "cache"
+        verbose_name_plural = "cache"
 
 
 class DeadLetter(models.Model):

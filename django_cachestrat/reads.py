@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters, replicas, signals
+from . import counters, replicas, requestlog, signals
 from .client import Unavailable, connection, fail_open, new_generation, topology
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
@@ -234,6 +234,8 @@ def _count(plan: ModelPlan, hits: Sequence[Any], misses: Sequence[Any], started:
     if hits and not misses:  # the time per row of an all-hit read
         stats.queries_saved += 1
         stats.hit_times.append((time.perf_counter() - started) * 1e6 / len(hits))
+    if (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.reads(plan.keys.label, hits, misses)
     if hits and signals.hit.receivers:
         signals.hit.send(plan.model, pks=hits)
     if misses and signals.miss.receivers:

@@ -1,7 +1,8 @@
 """URLs: the profile pages, the blog and the admin."""
 
+from django.conf import settings
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from .accounts import views
 from .blog import views as blog
@@ -14,3 +15,5 @@ urlpatterns = [
     path("p/<slug:slug>/like/", blog.post_like, name="post-like"),
     path("admin/", admin.site.urls),
 ]
+if settings.DEBUG_TOOLBAR:
+    urlpatterns.append(path("__debug__/", include("debug_toolbar.urls")))

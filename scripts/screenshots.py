@@ -114,7 +114,7 @@ def shoot(out: Path, profile_dir: Path, jane: int) -> None:
     try:
         log_in(driver, base)
         out.mkdir(parents=True, exist_ok=True)
-        cache = f"{base}/django_cachestrat/counterbatch/cache"
+        cache = f"{base}/django_cachestrat/cache"
         page(driver, f"{cache}/", out / "admin-overview.png")
         page(
             driver,

@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django_cachestrat",
     "tests.testapp",
+    "debug_toolbar",  # tests/test_panels.py; inert while DEBUG is off
 ]
 if django.VERSION >= (6, 1):  # database-level on_delete (DB_CASCADE, DB_SET_NULL)
     INSTALLED_APPS.append("tests.dbcascade")
@@ -84,8 +85,12 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "debug_toolbar.middleware.DebugToolbarMiddleware",  # shows nothing while DEBUG is off
 ]
 ROOT_URLCONF = "tests.urls"
+INTERNAL_IPS = ["127.0.0.1"]
+# Only the cache's panel: the toolbar's SQL panel would wrap every connection's cursor.
+DEBUG_TOOLBAR_PANELS = ["django_cachestrat.panels.CachestratPanel"]
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

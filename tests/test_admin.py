@@ -125,10 +125,65 @@ def test_batches_and_dead_letters_are_read_only():
     assert listing.status_code == 200 and reverse(OVERVIEW).encode() in listing.content
 
 
-def test_the_app_index_links_to_the_cache_pages():
-    response = login(VIEW).get(reverse("admin:app_list", args=["django_cachestrat"]))
-    assert reverse(OVERVIEW).encode() in response.content
-    assert reverse(INSPECT).encode() in response.content
+# --- the "Cache" entry of the admin index -----------------------------------------------------
+
+CACHE_ENTRY = "admin:django_cachestrat_cache_changelist"
+
+
+def index_entries(client: Client, url: str) -> dict[str, str]:
+    """The index's model names of the app, and where each one links."""
+    app = [a for a in client.get(url).context["app_list"] if a["app_label"] == "django_cachestrat"]
+    return {m["name"]: m.get("admin_url", "") for m in (app[0]["models"] if app else [])}
+
+
+@pytest.mark.parametrize("perm", [VIEW, CHANGE])
+def test_the_admin_index_has_a_cache_entry_leading_to_the_overview(perm):
+    client = login(perm)
+    for url in (reverse("admin:index"), reverse("admin:app_list", args=["django_cachestrat"])):
+        assert index_entries(client, url)["Cache"] == reverse(OVERVIEW)
+    assert reverse(CACHE_ENTRY) == reverse(OVERVIEW) == "/admin/django_cachestrat/cache/"
+    overview = client.get(reverse(CACHE_ENTRY))
+    assert overview.status_code == 200
+    assert reverse(INSPECT).encode() in overview.content  # the overview leads to the inspector
+
+
+def test_without_the_permission_there_is_no_cache_entry():
+    assert "Cache" not in index_entries(login(), reverse("admin:index"))
+    assert login().get(reverse(CACHE_ENTRY)).status_code == 403
+
+
+def test_the_cache_entry_adds_no_permission_and_no_table():
+    assert not Permission.objects.filter(content_type__app_label="django_cachestrat").exclude(
+        content_type__model__in=["counterbatch", "deadletter", "pendinginvalidation"]
+    )
+    assert "django_cachestrat_cache" not in connection.introspection.table_names()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("counterbatch/cache/", OVERVIEW),
+        ("counterbatch/cache/inspect/?model=testapp.profile&pk=7", INSPECT),
+    ],
+)
+def test_the_first_urls_redirect_to_the_cache_entry(old, new):
+    response = login(VIEW).get(f"/admin/django_cachestrat/{old}")
+    query = old.partition("?")[2]
+    assert response.status_code == 302
+    assert response["Location"] == reverse(new) + (f"?{query}" if query else "")
+
+
+def test_the_first_urls_keep_their_permissions(client, redis_client):
+    profile = cached_profile()
+    old_act = "/admin/django_cachestrat/counterbatch/cache/act/"
+    data = {"model": "testapp.profile", "pk": profile.pk, "action": "invalidate"}
+    response = client.get("/admin/django_cachestrat/counterbatch/cache/")
+    assert response["Location"].startswith(reverse("admin:login"))
+    assert client.post(old_act, data).status_code == 302  # to the login page
+    assert login(VIEW).post(old_act, data).status_code == 403
+    assert redis_client.exists(row_key(profile.pk)) == 1
+    assert login(CHANGE).post(old_act, data).status_code == 302  # done, back to the inspector
+    assert redis_client.exists(row_key(profile.pk)) == 0
 
 
 # --- inspector ------------------------------------------------------------------------------
