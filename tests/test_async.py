@@ -1,0 +1,327 @@
+"""Async reads: hits on the event loop through redis.asyncio, misses by the sync protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection, connections, transaction
+from django.db.models.signals import post_init
+from django.test import override_settings
+from django_redis import get_redis_connection
+
+from django_cachestrat import aclient, signals
+from django_cachestrat.client import breaker, pending
+from django_cachestrat.plan import plan_for
+from tests.factories import ItemFactory, TeamFactory
+from tests.servers import free_port
+from tests.testapp.models import Item, Team
+
+pytestmark = pytest.mark.django_db(transaction=True)  # worker threads see committed rows
+
+T = TypeVar("T")
+
+
+class Probe:
+    """The SQL run on the loop's thread and on the sync_to_async worker, and the threads
+    on which model instances were built (``post_init``, sent by ``from_db``)."""
+
+    def __init__(self) -> None:
+        self.sql: list[tuple[str, str]] = []
+        self.built_on: list[str] = []
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.sql.append((threading.current_thread().name, sql))
+        return execute(sql, params, many, context)
+
+    def built(self, sender: Any, **kwargs: Any) -> None:
+        self.built_on.append(threading.current_thread().name)
+
+    def watch(self) -> None:
+        connection.execute_wrappers.append(self)
+
+    def unwatch(self) -> None:
+        connection.execute_wrappers.remove(self)
+        connections.close_all()
+
+    def reset(self) -> None:
+        self.sql.clear()
+        self.built_on.clear()
+
+
+def run(body: Callable[[Probe], Awaitable[T]]) -> tuple[T, Probe]:
+    """``body(probe)`` on a new event loop, with SQL watched on both threads."""
+    probe = Probe()
+
+    async def main() -> T:
+        await sync_to_async(probe.watch)()
+        probe.watch()
+        post_init.connect(probe.built, weak=False, dispatch_uid="test_async")
+        try:
+            return await body(probe)
+        finally:
+            post_init.disconnect(dispatch_uid="test_async")
+            connection.execute_wrappers.remove(probe)
+            await sync_to_async(probe.unwatch)()
+
+    return asyncio.run(main()), probe
+
+
+LOOP = threading.main_thread().name  # asyncio.run runs the loop on the calling thread
+
+
+def test_a_hit_runs_no_sql_on_no_thread_but_the_loops():
+    team, item = TeamFactory(name="a"), ItemFactory(code="c1")
+    Team.cached.get(pk=team.pk)
+    Item.cached.get(code="c1")
+    plan_for(Team).stats.hits = 0
+
+    async def body(probe: Probe) -> list[Any]:
+        got = [await Team.cached.aget(pk=team.pk) for _ in range(3)]
+        got.append(await Team.cached.aget_many([team.pk]))
+        got.append(await Item.cached.aget(code="c1"))
+        got.append(await Item.cached.aget(pk=item.pk))
+        assert probe.built_on == [LOOP] * 6 and probe.sql == []
+        # The observable tells the old way apart: sync_to_async builds it on a worker.
+        probe.reset()
+        await sync_to_async(Team.cached.get)(pk=team.pk)
+        assert probe.built_on and LOOP not in probe.built_on
+        return got
+
+    got, _ = run(body)
+    assert [g.name for g in got[:3]] == ["a"] * 3 and got[3][team.pk].name == "a"
+    assert got[4].pk == got[5].pk == item.pk
+    assert plan_for(Team).stats.hits == 5  # four async hits, one sync
+
+
+def test_a_miss_fills_with_one_query_then_hits():
+    team, item = TeamFactory(name="cold"), ItemFactory(code="cold")
+
+    async def body(probe: Probe) -> None:
+        assert (await Team.cached.aget(pk=team.pk)).name == "cold"
+        assert len(probe.sql) == 1 and probe.sql[0][0] != LOOP  # the sync path, in a thread
+        probe.reset()
+        assert (await Team.cached.aget(pk=team.pk)).name == "cold"
+        assert probe.sql == [] and probe.built_on == [LOOP]
+        assert (await Item.cached.aget(code="cold")).pk == item.pk
+        assert len(probe.sql) == 2  # the lookup, then the row
+        probe.reset()
+        assert (await Item.cached.aget(code="cold")).pk == item.pk
+        assert probe.sql == [] and probe.built_on == [LOOP]
+
+    run(body)
+    stats = plan_for(Team).stats
+    assert (stats.hits, stats.misses, stats.fills) == (1, 1, 1)
+    assert Team.cached.get(pk=team.pk).name == "cold"  # the sync path reads what was filled
+
+
+def test_get_many_serves_hits_on_the_loop_and_the_rest_by_one_query():
+    a, b, c = TeamFactory(name="a"), TeamFactory(name="b"), TeamFactory(name="c")
+    Team.cached.get(pk=a.pk)
+
+    async def body(probe: Probe) -> list[dict[Any, Team]]:
+        first = await Team.cached.aget_many([a.pk, b.pk, c.pk, 999_999])
+        assert len(probe.sql) == 1 and probe.built_on.count(LOOP) == 1  # a: on the loop
+        probe.reset()
+        second = await Team.cached.aget_many([a.pk, b.pk, c.pk, 999_999])
+        assert probe.sql == []  # the absence of 999999 is cached too
+        assert probe.built_on == [LOOP] * 3
+        return [first, second]
+
+    (first, second), _ = run(body)
+    for rows in (first, second):
+        assert {pk: row.name for pk, row in rows.items()} == {a.pk: "a", b.pk: "b", c.pk: "c"}
+    assert plan_for(Team).stats.queries_saved == 1  # the second aget_many
+
+
+def test_missing_rows_and_bad_input():
+    async def body(probe: Probe) -> None:
+        with pytest.raises(Team.DoesNotExist):
+            await Team.cached.aget(pk=999_999)
+        with pytest.raises(Team.DoesNotExist):
+            await Team.cached.aget(pk=999_999)
+        with pytest.raises(Team.DoesNotExist):
+            await Team.cached.aget(pk=None)
+        assert len(probe.sql) == 1  # the absence was cached
+        with pytest.raises(TypeError, match=r"Team.cached.aget\(\): 'name' is not the pk"):
+            await Team.cached.aget(name="x")
+        with pytest.raises(TypeError, match=r"aget\(\) takes exactly one keyword"):
+            await Team.cached.aget()
+        with pytest.raises(TypeError, match=r"aget_many\(\) takes an iterable of pks"):
+            await Team.cached.aget_many(5)  # type: ignore[arg-type]
+        assert await Team.cached.aget_many([]) == {}
+
+    run(body)
+
+
+def test_concurrent_readers_of_an_invalidated_row_cost_one_query():
+    team = TeamFactory(name="hot")
+    Team.cached.get(pk=team.pk)
+    Team.cached.invalidate(team.pk)
+
+    async def body(probe: Probe) -> list[Team]:
+        return await asyncio.gather(*[Team.cached.aget(pk=team.pk) for _ in range(50)])
+
+    rows, probe = run(body)
+    assert {row.name for row in rows} == {"hot"} and len(probe.sql) == 1
+
+
+def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
+    team = TeamFactory(name="leased")
+    plan = plan_for(Team)
+    key = plan.keys.row(team.pk)
+    client = get_redis_connection("default")
+    client.set(plan.keys.lease(key), b"someone-else", px=5_000)  # another process is filling
+
+    def give_back_later() -> None:
+        time.sleep(0.15)
+        client.delete(plan.keys.lease(key))  # the holder gave up: the next reader fills
+
+    async def body(probe: Probe) -> tuple[list[Team], float]:
+        started = time.monotonic()
+        ticks = 0
+
+        async def ticker() -> None:  # the loop stays free while readers wait
+            nonlocal ticks
+            while time.monotonic() - started < 0.1:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        threading.Thread(target=give_back_later).start()
+        readers = [Team.cached.aget(pk=team.pk) for _ in range(10)]
+        *rows, _ = await asyncio.gather(*readers, ticker())
+        assert ticks >= 5
+        return rows, time.monotonic() - started
+
+    (rows, waited), probe = run(body)
+    assert {row.name for row in rows} == {"leased"}
+    assert len(probe.sql) == 1 and waited >= 0.15
+    assert plan.stats.lease_waits > 0
+
+
+@pytest.fixture
+def unreachable() -> Iterator[None]:
+    """The cache pointed at a port nothing listens on."""
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+        },
+    }
+    cachestrat = {"BREAKER_THRESHOLD": 2, "BREAKER_COOLDOWN": 30}
+    with override_settings(CACHES=caches, CACHESTRAT=cachestrat):
+        breaker.reset()
+        yield
+    breaker.reset()
+
+
+def forget_the_writes() -> None:
+    """The rows were written while Redis was away: the invalidations they left pending
+    send async reads to the sync path, which replays them first. Forget them, as a process
+    whose Redis has just gone away."""
+    pending.clear()
+    breaker.reset()
+
+
+def test_redis_unreachable_serves_the_database_and_trips_the_same_breaker(unreachable):
+    team, item = TeamFactory(name="db"), ItemFactory(code="db")
+    forget_the_writes()
+
+    async def body(probe: Probe) -> list[Any]:
+        got: list[Any] = [await Team.cached.aget(pk=team.pk) for _ in range(4)]
+        got.append(await Team.cached.aget_many([team.pk]))
+        got.append(await Item.cached.aget(code="db"))
+        with pytest.raises(Team.DoesNotExist):
+            await Team.cached.aget(pk=999_999)
+        return got
+
+    got, probe = run(body)
+    assert [g.name for g in got[:4]] == ["db"] * 4 and got[4][team.pk].name == "db"
+    assert got[5].pk == item.pk
+    rows_read = [sql for _, sql in probe.sql if "testapp_" in sql]
+    assert len(rows_read) == 7  # every read from the database
+    assert breaker.errors == 2 and breaker.is_open  # two failures, then no more attempts
+
+
+def test_while_invalidations_are_pending_reads_take_the_sync_path(unreachable):
+    team = TeamFactory(name="pending")  # its invalidation could not be sent
+
+    async def body(probe: Probe) -> Team:
+        return await Team.cached.aget(pk=team.pk)
+
+    row, probe = run(body)
+    assert row.name == "pending" and probe.built_on and LOOP not in probe.built_on
+    assert pending.waiting and breaker.errors == 2  # the write's, then the sync read's
+
+
+def test_without_fail_open_the_redis_error_reaches_the_caller(unreachable):
+    team = TeamFactory()
+    forget_the_writes()
+
+    async def body(probe: Probe) -> None:
+        with pytest.raises(redis.ConnectionError):
+            await Team.cached.aget(pk=team.pk)
+
+    with override_settings(CACHESTRAT={"FAIL_OPEN": False}):
+        run(body)
+    assert breaker.errors == 1
+
+
+def test_hit_signals_are_sent_as_by_the_sync_path():
+    team = TeamFactory()
+    Team.cached.get(pk=team.pk)
+    seen: list[tuple[str, list[Any]]] = []
+
+    async def on_hit(sender: Any, pks: list[Any], **kwargs: Any) -> None:
+        seen.append(("hit", pks))
+
+    async def on_miss(sender: Any, pks: list[Any], **kwargs: Any) -> None:
+        seen.append(("miss", pks))
+
+    signals.hit.connect(on_hit, sender=Team)
+    signals.miss.connect(on_miss, sender=Team)
+    try:
+
+        async def body(probe: Probe) -> None:
+            await Team.cached.aget(pk=team.pk)
+            await Team.cached.aget_many([team.pk])
+
+        run(body)
+    finally:
+        signals.hit.disconnect(on_hit, sender=Team)
+        signals.miss.disconnect(on_miss, sender=Team)
+    assert seen == [("hit", [team.pk]), ("hit", [team.pk])]
+
+
+def test_a_loop_that_closed_leaves_no_client_behind():
+    team = TeamFactory()
+    Team.cached.get(pk=team.pk)
+
+    async def body(probe: Probe) -> asyncio.AbstractEventLoop:
+        await Team.cached.aget(pk=team.pk)
+        return asyncio.get_running_loop()
+
+    first, _ = run(body)
+    second, _ = run(body)
+    assert first.is_closed() and list(aclient._links) == [second]
+    pool = aclient._links[second].client.connection_pool
+    assert not any(c.is_connected for c in pool._available_connections)  # closed on its loop
+
+
+def test_a_sync_caller_inside_a_transaction_reads_its_own_write():
+    team = TeamFactory(name="old")
+    with transaction.atomic():
+        Team.objects.filter(pk=team.pk).update(name="new")
+        # Another thread, outside the transaction, caches the committed row again.
+        threading.Thread(target=lambda: (Team.cached.get(pk=team.pk), connection.close())).start()
+        time.sleep(0.2)
+        # async_to_sync runs the coroutine on another thread: the transaction is this one's.
+        assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
+    assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
