@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -15,15 +25,18 @@ from django.db import connection, connections, transaction
 from django.db.models.signals import post_init
 from django.test import override_settings
 from django_redis import get_redis_connection
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from django_cachestrat import aclient, signals
 from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
-from tests.servers import free_port
+from tests.servers import LocalCluster, free_port
+from tests.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 from tests.testapp.models import Item, Team
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads see committed rows
+__all__ = ["local_cluster", "local_sentinel", "on_cluster"]  # fixtures of tests.test_cluster
 
 T = TypeVar("T")
 
@@ -49,6 +62,11 @@ class Probe:
     def unwatch(self) -> None:
         connection.execute_wrappers.remove(self)
         connections.close_all()
+
+    @property
+    def reads(self) -> list[str]:
+        """The statements that read rows (a new connection may ask other things first)."""
+        return [sql for _, sql in self.sql if '"testapp_' in sql]
 
     def reset(self) -> None:
         self.sql.clear()
@@ -105,12 +123,12 @@ def test_a_miss_fills_with_one_query_then_hits():
 
     async def body(probe: Probe) -> None:
         assert (await Team.cached.aget(pk=team.pk)).name == "cold"
-        assert len(probe.sql) == 1 and probe.sql[0][0] != LOOP  # the sync path, in a thread
+        assert len(probe.reads) == 1 and probe.sql[-1][0] != LOOP  # the sync path, in a thread
         probe.reset()
         assert (await Team.cached.aget(pk=team.pk)).name == "cold"
         assert probe.sql == [] and probe.built_on == [LOOP]
         assert (await Item.cached.aget(code="cold")).pk == item.pk
-        assert len(probe.sql) == 2  # the lookup, then the row
+        assert len(probe.reads) == 2  # the lookup, then the row
         probe.reset()
         assert (await Item.cached.aget(code="cold")).pk == item.pk
         assert probe.sql == [] and probe.built_on == [LOOP]
@@ -127,7 +145,7 @@ def test_get_many_serves_hits_on_the_loop_and_the_rest_by_one_query():
 
     async def body(probe: Probe) -> list[dict[Any, Team]]:
         first = await Team.cached.aget_many([a.pk, b.pk, c.pk, 999_999])
-        assert len(probe.sql) == 1 and probe.built_on.count(LOOP) == 1  # a: on the loop
+        assert len(probe.reads) == 1 and probe.built_on.count(LOOP) == 1  # a: on the loop
         probe.reset()
         second = await Team.cached.aget_many([a.pk, b.pk, c.pk, 999_999])
         assert probe.sql == []  # the absence of 999999 is cached too
@@ -148,7 +166,7 @@ def test_missing_rows_and_bad_input():
             await Team.cached.aget(pk=999_999)
         with pytest.raises(Team.DoesNotExist):
             await Team.cached.aget(pk=None)
-        assert len(probe.sql) == 1  # the absence was cached
+        assert len(probe.reads) == 1  # the absence was cached
         with pytest.raises(TypeError, match=r"Team.cached.aget\(\): 'name' is not the pk"):
             await Team.cached.aget(name="x")
         with pytest.raises(TypeError, match=r"aget\(\) takes exactly one keyword"):
@@ -169,7 +187,7 @@ def test_concurrent_readers_of_an_invalidated_row_cost_one_query():
         return await asyncio.gather(*[Team.cached.aget(pk=team.pk) for _ in range(50)])
 
     rows, probe = run(body)
-    assert {row.name for row in rows} == {"hot"} and len(probe.sql) == 1
+    assert {row.name for row in rows} == {"hot"} and len(probe.reads) == 1
 
 
 def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
@@ -201,7 +219,7 @@ def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
 
     (rows, waited), probe = run(body)
     assert {row.name for row in rows} == {"leased"}
-    assert len(probe.sql) == 1 and waited >= 0.15
+    assert len(probe.reads) == 1 and waited >= 0.15
     assert plan.stats.lease_waits > 0
 
 
@@ -245,8 +263,7 @@ def test_redis_unreachable_serves_the_database_and_trips_the_same_breaker(unreac
     got, probe = run(body)
     assert [g.name for g in got[:4]] == ["db"] * 4 and got[4][team.pk].name == "db"
     assert got[5].pk == item.pk
-    rows_read = [sql for _, sql in probe.sql if "testapp_" in sql]
-    assert len(rows_read) == 7  # every read from the database
+    assert len(probe.reads) == 7  # every read from the database
     assert breaker.errors == 2 and breaker.is_open  # two failures, then no more attempts
 
 
@@ -325,3 +342,93 @@ def test_a_sync_caller_inside_a_transaction_reads_its_own_write():
         # async_to_sync runs the coroutine on another thread: the transaction is this one's.
         assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
     assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
+
+
+def test_on_a_redis_cluster_hits_are_served_on_the_loop(on_cluster: LocalCluster) -> None:
+    teams = TeamFactory.create_batch(20)
+    pks = [team.pk for team in teams]
+
+    async def body(probe: Probe) -> list[dict[Any, Team]]:
+        first = await Team.cached.aget_many(pks)  # misses: filled by the sync path
+        assert len(probe.reads) == 1
+        probe.reset()
+        second = await Team.cached.aget_many(pks)
+        one = await Team.cached.aget(pk=pks[0])
+        assert probe.sql == [] and probe.built_on == [LOOP] * 21 and one.pk == pks[0]
+        return [first, second]
+
+    (first, second), _ = run(body)
+    assert sorted(first) == sorted(second) == sorted(pks)
+    assert isinstance(aclient._links[next(iter(aclient._links))].client, AsyncRedisCluster)
+    nodes = keys_by_node(on_cluster, "cs:testapp.team:{*}")
+    assert len(nodes) == 3 and all(nodes.values())  # the rows span every primary
+
+
+def test_through_sentinel_async_reads_take_the_sync_path(local_sentinel: Any) -> None:
+    team = TeamFactory(name="sentinel")
+
+    async def body(probe: Probe) -> list[Team]:
+        return [await Team.cached.aget(pk=team.pk) for _ in range(2)]
+
+    with override_settings(CACHESTRAT={"CONNECTION": "tests.cluster.sentinel_client"}):
+        breaker.reset()
+        pending.clear()
+        rows, probe = run(body)
+    assert [row.name for row in rows] == ["sentinel"] * 2
+    assert len(probe.reads) == 1 and LOOP not in probe.built_on  # filled, then a hit in a thread
+
+
+@pytest.fixture
+def asgi_server() -> Iterator[str]:
+    """uvicorn serving tests/asgi_app.py on a free port, stopped by pid."""
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+        "CACHESTRAT_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+    }
+    command = [sys.executable, "-m", "uvicorn", "tests.asgi_app:application"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, env=env, cwd=root)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, "uvicorn exited"
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+
+def fetch(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_under_uvicorn_concurrent_requests_are_served_from_the_cache(asgi_server: str) -> None:
+    teams = {team.pk: team.name for team in TeamFactory.create_batch(4)}
+    item = ItemFactory(code="served")
+    urls = [f"{asgi_server}/team/{pk}" for pk in teams] * 10
+    with ThreadPoolExecutor(8) as pool:
+        cold = list(pool.map(fetch, urls))  # every row missed at once by many requests
+        before = fetch(f"{asgi_server}/figures")
+        warm = list(pool.map(fetch, urls))
+        after = fetch(f"{asgi_server}/figures")
+        many = fetch(f"{asgi_server}/teams?pks={','.join(map(str, teams))}")
+        by_code = fetch(f"{asgi_server}/item/served")
+    for body in cold + warm:
+        assert body["name"] == teams[body["pk"]]
+    assert {int(pk): name for pk, name in many.items()} == teams
+    assert by_code == {"pk": str(item.pk), "code": "served"}
+    # Leases: one database read per row for 40 concurrent cold requests.
+    assert before["fills"] == 4 and before["db_fallbacks"] == 0
+    assert after["hits"] - before["hits"] == 40 and after["misses"] == before["misses"]
+    # The warm round's rows were all built on the event loop's thread: no thread hop.
+    warm_built = Counter(after["built_on"]) - Counter(before["built_on"])
+    assert warm_built == {"MainThread": 40}
