@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``.
 
 Without ``--only`` this runs the read path and consistency parts, then the write-behind
-counters (``--only counters`` runs those alone; ``python -m bench.counters`` too). With
+counters (``--only counters`` runs those alone; ``python -m bench.counters`` too), then the
+async reads (``--only async`` alone). With
 ``--markdown PATH`` the counters' tables go to ``PATH`` with ``-counters`` before the suffix.
 """
 
@@ -34,6 +35,10 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     argv = sys.argv[1:]
     only = argv[argv.index("--only") + 1] if "--only" in argv[:-1] else None
+    if only == "async":  # async reads (bench/async_reads.py) alone
+        from bench.async_reads import main as run_async
+
+        return run_async(argv)
     status = 0
     if only != "counters":
         from bench.cli import main as run
@@ -43,6 +48,10 @@ def main() -> int:
         from bench.counters import main as run_counters
 
         status = run_counters(_counters_argv(argv)) or status
+    if only is None:
+        from bench.async_reads import main as run_async
+
+        status = run_async(argv) or status
     return status
 
 
