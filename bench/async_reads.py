@@ -8,7 +8,8 @@ each). The thread path is what ``aget`` was before: the sync hit run through
     .venv/bin/python bench/run.py --only async [--quick] [--rounds R]
 
 Every variant runs on one event loop, in slices interleaved A B C A B C ..., with the order
-rotated each round; the table shows the median over rounds of the mean time per call.
+rotated each round; the table shows the median over rounds of the mean time per call, and
+the median over rounds of each variant's time divided by the floor's in the same round.
 """
 
 from __future__ import annotations
@@ -47,21 +48,25 @@ async def _round(variants: dict[str, Op], calls: int, slices: int, shift: int) -
 async def measure(
     title: str, variants: dict[str, Op], calls: int, rounds: int, slices: int = 10
 ) -> dict[str, float]:
-    """Print one table (the first variant is the floor); return the medians in µs."""
+    """Print one table (the first variant is the floor); return each variant's median,
+    over rounds, of its time per call divided by the floor's in the same round."""
     await _round(variants, calls, slices, 0)  # warm-up, untimed
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for index in range(rounds):
         for name, value in (await _round(variants, calls, slices, index)).items():
             samples[name].append(value)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    floor = next(iter(medians.values()))
+    floor = next(iter(samples.values()))
+    ratios = {
+        name: statistics.median(v / f for v, f in zip(values, floor, strict=True))
+        for name, values in samples.items()
+    }
     print(f"\n| {title} | µs per call | range over rounds | x floor |\n|---|---|---|---|")
     for name, values in samples.items():
         print(
-            f"| {name} | {medians[name]:,.1f} | {min(values):,.1f}-{max(values):,.1f} | "
-            f"{medians[name] / floor:.2f} |"
+            f"| {name} | {statistics.median(values):,.1f} | "
+            f"{min(values):,.1f}-{max(values):,.1f} | {ratios[name]:.2f} |"
         )
-    return medians
+    return ratios
 
 
 async def _bench(pks: list[int], calls: int, rounds: int) -> None:
@@ -110,7 +115,7 @@ async def _bench(pks: list[int], calls: int, rounds: int) -> None:
         rounds,
     )
     for name, medians in (("one row", one), ("100 rows", many)):
-        old, new = list(medians.values())[2], list(medians.values())[1]
+        new, old = list(medians.values())[1:]
         print(f"\naget speed-up over the thread path, {name}: {old / new:.2f}x")
     await client.aclose()
 
