@@ -23,7 +23,7 @@ import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection, connections, transaction
 from django.db.models.signals import post_init
-from django.test import override_settings
+from django.test import TestCase, override_settings
 from django_redis import get_redis_connection
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
@@ -432,3 +432,19 @@ def test_under_uvicorn_concurrent_requests_are_served_from_the_cache(asgi_server
     # The warm round's rows were all built on the event loop's thread: no thread hop.
     warm_built = Counter(after["built_on"]) - Counter(before["built_on"])
     assert warm_built == {"MainThread": 40}
+
+
+class AsyncTestCaseReads(TestCase):
+    """Django's async test methods run under async_to_sync, in the test's transaction."""
+
+    async def test_a_row_cached_in_the_test_is_a_hit_in_the_test(self) -> None:
+        team = await sync_to_async(TeamFactory)(name="in a test case")
+        stats = plan_for(Team).stats
+        assert (await Team.cached.aget(pk=team.pk)).name == "in a test case"
+        assert (stats.misses, stats.fills, stats.hits) == (1, 1, 0)
+        assert (await Team.cached.aget(pk=team.pk)).name == "in a test case"
+        assert list(await Team.cached.aget_many([team.pk])) == [team.pk]
+        assert (stats.misses, stats.fills, stats.hits) == (1, 1, 2)  # served by the cache
+        team.name = "renamed"
+        await team.asave()
+        assert (await Team.cached.aget(pk=team.pk)).name == "renamed"
