@@ -1,8 +1,9 @@
 """The ``redis.asyncio`` connection of async reads: one client per event loop, and fail-open.
 
 The async client is derived from the sync one (django-redis's or ``CONNECTION``'s), so
-both speak to the same servers with the same options. A client that cannot be derived (a
-Sentinel primary, whose pool asks the sentinels) leaves async reads on the sync path.
+both speak to the same servers with the same options: one server, a Redis Cluster, or a
+Sentinel primary. A client that cannot be derived (a custom connection class, a Sentinel
+replica) leaves async reads on the sync path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import redis.asyncio
 import redis.asyncio.connection as aconnection
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import RedisCluster
+from redis.sentinel import SentinelConnectionPool
 
 from . import client
 from .client import REDIS_ERRORS, Unavailable, breaker, pending
@@ -81,7 +84,9 @@ def derive(sync_client: Any) -> Any:
             options.pop(name, None)
         return AsyncRedisCluster(startup_nodes=nodes, **options)
     pool = getattr(sync_client, "connection_pool", None)
-    if type(pool) is not redis.ConnectionPool:  # a Sentinel pool asks the sentinels
+    if isinstance(pool, SentinelConnectionPool):
+        return _sentinel_primary(pool)
+    if type(pool) is not redis.ConnectionPool:
         return None
     connection_class = _CONNECTIONS.get(pool.connection_class)
     if connection_class is None:
@@ -89,6 +94,32 @@ def derive(sync_client: Any) -> Any:
     options = _plain(pool.connection_kwargs)
     apool = redis.asyncio.ConnectionPool(connection_class=connection_class, **options)
     return redis.asyncio.Redis.from_pool(apool)  # closing the client closes its pool
+
+
+def _sentinel_primary(pool: SentinelConnectionPool) -> Any:
+    """``master_for`` through the same sentinels, asked by this loop's own connections."""
+    if not pool.is_master:
+        return None
+    manager = pool.sentinel_manager
+    sentinels = [s.connection_pool.connection_kwargs for s in manager.sentinels]
+    addresses = [(kwargs["host"], kwargs["port"]) for kwargs in sentinels]
+    asked = _plain(sentinels[0]) if sentinels else {}
+    for name in ("host", "port", "path", "db"):
+        asked.pop(name, None)
+    options = _plain(pool.connection_kwargs)
+    for name in ("host", "port", "path"):
+        options.pop(name, None)
+    async_manager = AsyncSentinel(
+        addresses, min_other_sentinels=manager.min_other_sentinels, sentinel_kwargs=asked
+    )
+    return async_manager.master_for(pool.service_name, **options)
+
+
+async def _close(client: Any) -> None:
+    await client.aclose()
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(manager, "sentinels", ()):  # a Sentinel primary's sentinels
+        await sentinel.aclose()
 
 
 class _Link:
@@ -160,7 +191,7 @@ async def _closing(client: Any) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await client.aclose()
+        await _close(client)
 
 
 @afail_open

@@ -25,6 +25,7 @@ from django.db import connection, connections, transaction
 from django.db.models.signals import post_init
 from django.test import TestCase, override_settings
 from django_redis import get_redis_connection
+from redis import Redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from django_cachestrat import aclient, signals
@@ -364,18 +365,24 @@ def test_on_a_redis_cluster_hits_are_served_on_the_loop(on_cluster: LocalCluster
     assert len(nodes) == 3 and all(nodes.values())  # the rows span every primary
 
 
-def test_through_sentinel_async_reads_take_the_sync_path(local_sentinel: Any) -> None:
+def test_through_sentinel_hits_are_served_on_the_loop(local_sentinel: Any) -> None:
     team = TeamFactory(name="sentinel")
 
     async def body(probe: Probe) -> list[Team]:
-        return [await Team.cached.aget(pk=team.pk) for _ in range(2)]
+        rows = [await Team.cached.aget(pk=team.pk) for _ in range(3)]
+        assert len(probe.reads) == 1 and probe.built_on.count(LOOP) == 2  # a fill, two hits
+        return rows
 
     with override_settings(CACHESTRAT={"CONNECTION": "tests.cluster.sentinel_client"}):
         breaker.reset()
         pending.clear()
-        rows, probe = run(body)
-    assert [row.name for row in rows] == ["sentinel"] * 2
-    assert len(probe.reads) == 1 and LOOP not in probe.built_on  # filled, then a hit in a thread
+        rows, _ = run(body)
+        client = next(iter(aclient._links.values())).client
+    assert [row.name for row in rows] == ["sentinel"] * 3
+    assert client.connection_pool.service_name == "cachestrat"
+    primary = Redis(port=local_sentinel.primary.port)
+    assert primary.exists(plan_for(Team).keys.row(team.pk))  # filled on the primary
+    primary.close()
 
 
 @pytest.fixture
