@@ -32,7 +32,7 @@ from django_cachestrat import aclient, signals
 from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
-from tests.servers import LocalCluster, free_port
+from tests.servers import LocalCluster, RedisServer, free_port
 from tests.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 from tests.testapp.models import Item, Team
 
@@ -383,6 +383,43 @@ def test_through_sentinel_hits_are_served_on_the_loop(local_sentinel: Any) -> No
     primary = Redis(port=local_sentinel.primary.port)
     assert primary.exists(plan_for(Team).keys.row(team.pk))  # filled on the primary
     primary.close()
+
+
+def test_a_unix_socket_server_and_a_settings_change_on_one_loop(tmp_path: Path) -> None:
+    """The async client follows the sync connection: its class (a Unix socket, with a
+    password) and, when CACHES changes, the new server."""
+    socket_path = str(tmp_path / "redis.sock")
+    server = RedisServer("--unixsocket", socket_path, "--requirepass", "s3cret")
+    server.start()
+    team = TeamFactory(name="unix")
+    caches = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"unix://:s3cret@{socket_path}?db=3",
+        }
+    }
+
+    async def body(probe: Probe) -> list[str]:
+        names = []
+        for _ in range(2):  # a fill, then a hit on the loop
+            names.append((await Team.cached.aget(pk=team.pk)).name)
+        clients = {id(link.client) for link in aclient._links.values()}
+        with override_settings(CACHES=caches):
+            await sync_to_async(Team.cached.get)(pk=team.pk)  # filled on the other server
+            probe.reset()
+            names.append((await Team.cached.aget(pk=team.pk)).name)
+            assert probe.sql == [] and probe.built_on == [LOOP]
+            link = aclient._links[asyncio.get_running_loop()]
+            kwargs = link.client.connection_pool.connection_kwargs
+            assert id(link.client) not in clients
+            assert (kwargs["path"], kwargs["db"], kwargs["password"]) == (socket_path, 3, "s3cret")
+        return names
+
+    try:
+        names, _ = run(body)
+    finally:
+        server.stop()
+    assert names == ["unix"] * 3
 
 
 @pytest.fixture
