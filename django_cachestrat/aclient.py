@@ -117,7 +117,8 @@ def _sentinel_primary(pool: SentinelConnectionPool) -> Any:
 
 async def _close(client: Any) -> None:
     await client.aclose()
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    pool = getattr(client, "connection_pool", None)  # a RedisCluster has a pool per node
+    manager = getattr(pool, "sentinel_manager", None)
     for sentinel in getattr(manager, "sentinels", ()):  # a Sentinel primary's sentinels
         await sentinel.aclose()
 
@@ -148,8 +149,9 @@ def _link() -> _Link:
     source = client.topology()  # rebuilt when settings change: then so is the link
     link = _links.get(loop)
     if link is None or link.source is not source:
-        for old in [other for other in _links if other.is_closed()]:
-            del _links[old]
+        for other in list(_links):  # a snapshot: loops of other threads may come and go
+            if other.is_closed():
+                _links.pop(other, None)
         link = _links[loop] = _Link(source)
     return link
 

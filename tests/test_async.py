@@ -75,10 +75,13 @@ class Probe:
 
 
 def run(body: Callable[[Probe], Awaitable[T]]) -> tuple[T, Probe]:
-    """``body(probe)`` on a new event loop, with SQL watched on both threads."""
+    """``body(probe)`` on a new event loop, with SQL watched on both threads; any error
+    the loop reports (an async client that failed to close at shutdown, say) fails it."""
     probe = Probe()
+    errors: list[dict[str, Any]] = []
 
     async def main() -> T:
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: errors.append(context))
         await sync_to_async(probe.watch)()
         probe.watch()
         post_init.connect(probe.built, weak=False, dispatch_uid="test_async")
@@ -89,7 +92,9 @@ def run(body: Callable[[Probe], Awaitable[T]]) -> tuple[T, Probe]:
             connection.execute_wrappers.remove(probe)
             await sync_to_async(probe.unwatch)()
 
-    return asyncio.run(main()), probe
+    result = asyncio.run(main())
+    assert not errors, errors
+    return result, probe
 
 
 LOOP = threading.main_thread().name  # asyncio.run runs the loop on the calling thread
