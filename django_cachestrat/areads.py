@@ -1,9 +1,10 @@
 """Async reads: hits served through ``redis.asyncio`` on the event loop, the rest in a thread.
 
 A hit is one MGET on the loop, the same keys, generations and payloads as the sync path,
-with no thread hop. Anything else (a miss, a cached absence, a stale or corrupt value, an
-early refresh, write-behind counters) runs the sync path through ``sync_to_async``, so
-leases, fills, replica rules and transactions follow one protocol, written once.
+with no thread hop. Anything else (a miss, a cached absence, a stale or corrupt value,
+write-behind counters, and the refresh of a hit due for one) runs the sync path through
+``sync_to_async``, so leases, fills, replica rules and transactions follow one protocol,
+written once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from . import lookups, reads, signals
 from .aclient import Deferred, amget
 from .client import Unavailable
 from .plan import ModelPlan
-from .reads import Generations, _not_found, is_refresh_due
+from .reads import Generations, _not_found, _refresh, is_refresh_due
 from .serializers import ABSENT, POINTER, ROW, CorruptPayload
 from .transactions import is_model_touched, is_touched, scope_tag
 
@@ -44,18 +45,26 @@ def _under_sync_caller() -> bool:
 ABSENCE: Any = object()
 
 
-def _row(plan: ModelPlan, data: bytes, generations: Generations, using: str) -> Any:
+def _row(
+    plan: ModelPlan, data: bytes, generations: Generations, using: str, due: list[Any]
+) -> Any:
     """The instance a current row payload holds, :data:`ABSENCE`, or None (anything else:
-    the sync path)."""
+    the sync path); an instance due for an early refresh is also put in ``due``."""
     try:
         payload = plan.codec.load(data)
     except CorruptPayload:
         return None
     if payload.kind != ROW or payload.generation != generations.row:
         return ABSENCE if payload.kind == ABSENT else None
+    instance = plan.model.from_db(using, plan.codec.attnames, payload.values)
     if plan.early_refresh and is_refresh_due(payload, plan.early_refresh):
-        return None  # the sync path refreshes it under a lease
-    return plan.model.from_db(using, plan.codec.attnames, payload.values)
+        due.append(instance)
+    return instance
+
+
+def _refreshed(plan: ModelPlan, instance: Any, generations: Generations, using: str) -> Any:
+    """XFetch's refresh, by the sync path in a thread: a lease, a read, a fill."""
+    return _in_thread(_refresh, plan, instance, generations, using)
 
 
 async def _count(plan: ModelPlan, hits: Sequence[Any], started: float, whole: bool) -> None:
@@ -91,8 +100,12 @@ async def aget(plan: ModelPlan, pk: Any, using: str | None = None) -> models.Mod
     except Unavailable:
         return await plan.rows(using).aget(pk=pk)
     if data is not None:
-        found = _row(plan, data, Generations(space, generation, scope_tag(using)), using)
+        generations = Generations(space, generation, scope_tag(using))
+        due: list[Any] = []
+        found = _row(plan, data, generations, using, due)
         if found is not None and found is not ABSENCE:
+            if due:
+                found = await _refreshed(plan, found, generations, using)
             await _count(plan, [pk], started, whole=True)
             return found  # type: ignore[no-any-return]
     return await _in_thread(reads.get, plan, pk, using)  # type: ignore[no-any-return]
@@ -127,13 +140,16 @@ async def aget_many(
     result: dict[Any, models.Model] = {}
     rest = []
     absences = 0
+    due: list[Any] = []
     for pk, data in zip(clean, values, strict=True):
-        found = None if data is None else _row(plan, data, generations, using)
+        found = None if data is None else _row(plan, data, generations, using, due)
         if found is None or found is ABSENCE:
             rest.append(pk)
             absences += found is ABSENCE
         else:
             result[pk] = found
+    for instance in due:
+        result[instance.pk] = await _refreshed(plan, instance, generations, using)
     if result:  # a current absence is neither hit nor miss, as on the sync path
         await _count(plan, list(result), started, whole=absences == len(rest))
     if rest:  # counted, filled and waited for by the sync path

@@ -229,6 +229,27 @@ def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
     assert plan.stats.lease_waits > 0
 
 
+def test_a_hit_due_for_an_early_refresh_is_refreshed_and_served():
+    """XFetch: with a huge beta every hit is due; the refresh is the sync path's."""
+    teams = TeamFactory.create_batch(2)
+    pks = [t.pk for t in teams]
+    with override_settings(CACHESTRAT={"EARLY_REFRESH": 1e12, "MODELS": {}}):
+        Team.cached.get_many(pks)
+
+        async def body(probe: Probe) -> list[Any]:
+            one = await Team.cached.aget(pk=pks[1])
+            assert len(probe.reads) == 1  # refreshed under a lease, in a thread
+            return [one, await Team.cached.aget_many(pks)]
+
+        (one, many), probe = run(body)
+        stats = plan_for(Team).stats
+    assert one.name == teams[1].name and {pk: t.name for pk, t in many.items()} == {
+        t.pk: t.name for t in teams
+    }
+    assert len(probe.reads) == 3 and stats.early_refreshes == 3
+    assert (stats.hits, stats.misses, stats.fills) == (3, 2, 5)  # each refresh is a fill
+
+
 @pytest.fixture
 def unreachable() -> Iterator[None]:
     """The cache pointed at a port nothing listens on."""
