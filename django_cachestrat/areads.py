@@ -45,9 +45,7 @@ def _under_sync_caller() -> bool:
 ABSENCE: Any = object()
 
 
-def _row(
-    plan: ModelPlan, data: bytes, generations: Generations, using: str, due: list[Any]
-) -> Any:
+def _row(plan: ModelPlan, data: bytes, generations: Generations, using: str, due: list[Any]) -> Any:
     """The instance a current row payload holds, :data:`ABSENCE`, or None (anything else:
     the sync path); an instance due for an early refresh is also put in ``due``."""
     try:
