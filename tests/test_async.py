@@ -209,18 +209,23 @@ def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
 
     async def body(probe: Probe) -> tuple[list[Team], float]:
         started = time.monotonic()
+        done = asyncio.Event()
         ticks = 0
 
-        async def ticker() -> None:  # the loop stays free while readers wait
+        async def read() -> list[Team]:
+            rows = await asyncio.gather(*[Team.cached.aget(pk=team.pk) for _ in range(10)])
+            done.set()
+            return rows
+
+        async def ticker() -> None:  # the loop stays free while the readers wait
             nonlocal ticks
-            while time.monotonic() - started < 0.1:
+            while not done.is_set():
                 ticks += 1
                 await asyncio.sleep(0.01)
 
         threading.Thread(target=give_back_later).start()
-        readers = [Team.cached.aget(pk=team.pk) for _ in range(10)]
-        *rows, _ = await asyncio.gather(*readers, ticker())
-        assert ticks >= 5
+        rows, _ = await asyncio.gather(read(), ticker())
+        assert ticks >= 5  # the wait is at least 150 ms
         return rows, time.monotonic() - started
 
     (rows, waited), probe = run(body)
@@ -364,8 +369,10 @@ def test_a_sync_caller_inside_a_transaction_reads_its_own_write():
     with transaction.atomic():
         Team.objects.filter(pk=team.pk).update(name="new")
         # Another thread, outside the transaction, caches the committed row again.
-        threading.Thread(target=lambda: (Team.cached.get(pk=team.pk), connection.close())).start()
-        time.sleep(0.2)
+        other = threading.Thread(target=lambda: (Team.cached.get(pk=team.pk), connection.close()))
+        other.start()
+        other.join(10)
+        assert Team.cached.plan.stats.fills == 1  # the committed row, "old", is cached
         # async_to_sync runs the coroutine on another thread: the transaction is this one's.
         assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
     assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
