@@ -1,9 +1,10 @@
 """Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``.
 
 Without ``--only`` this runs the read path and consistency parts, then the write-behind
-counters and the debug panel's cost (``--only counters`` or ``--only panel`` runs one alone;
-``python -m bench.counters`` and ``python -m bench.panel`` too). With ``--markdown PATH``
-their tables go to ``PATH`` with ``-counters`` or ``-panel`` before the suffix.
+counters, the debug panel's cost and the async reads (``--only counters``, ``--only panel`` or
+``--only async`` runs one alone; ``python -m bench.counters`` and ``python -m bench.panel`` too).
+With ``--markdown PATH`` the counters' and the panel's tables go to ``PATH`` with ``-counters``
+or ``-panel`` before the suffix.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     argv = sys.argv[1:]
     only = argv[argv.index("--only") + 1] if "--only" in argv[:-1] else None
+    if only == "async":  # async reads (bench/async_reads.py) alone
+        from bench.async_reads import main as run_async
+
+        return run_async(argv)
     status = 0
     if only not in ("counters", "panel"):
         from bench.cli import main as run
@@ -48,6 +53,10 @@ def main() -> int:
         from bench.panel import main as run_panel
 
         status = run_panel(_counters_argv(argv, "panel")) or status
+    if only is None:
+        from bench.async_reads import main as run_async
+
+        status = run_async(argv) or status
     return status
 
 

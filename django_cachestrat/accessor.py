@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, overload
 
-from asgiref.sync import sync_to_async
 from django.db import connections, models
 
-from . import counters, invalidation, lookups, reads
+from . import areads, counters, invalidation, lookups, reads
 from .plan import ModelPlan, plan_for
 
 __all__ = ["CachedAccessor", "CachedDescriptor"]
@@ -40,32 +39,49 @@ class CachedAccessor(Generic[M]):
     def get(self, **lookup: Any) -> M:
         """The row matching ``pk=`` or one unique lookup; raises ``Model.DoesNotExist``."""
         plan = plan_for(self.model)
+        name, value = self._lookup("get", plan, lookup)
+        if name == "pk":
+            return reads.get(plan, value, self._db)  # type: ignore[return-value]
+        return lookups.get_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
+
+    def get_many(self, pks: Iterable[Any]) -> dict[Any, M]:
+        """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
+        self._check_pks("get_many", pks)
+        return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
+
+    def _lookup(self, method: str, plan: ModelPlan, lookup: dict[str, Any]) -> tuple[str, Any]:
+        """``("pk", value)`` or ``(lookup field, value)``; a clear TypeError otherwise."""
         if len(lookup) != 1:
             raise TypeError(
-                f"{self._name}.get() takes exactly one keyword: pk=... or one of "
+                f"{self._name}.{method}() takes exactly one keyword: pk=... or one of "
                 f"{self._choices(plan)}; got {sorted(lookup) or 'none'}"
             )
         ((name, value),) = lookup.items()
         if name == "pk" or name == plan.pk_field.name or name == plan.pk_field.attname:
-            return reads.get(plan, value, self._db)  # type: ignore[return-value]
+            return "pk", value
         if name in plan.lookup_fields:
-            return lookups.get_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
+            return name, value
         raise TypeError(
-            f"{self._name}.get(): {name!r} is not the pk or a cached lookup "
+            f"{self._name}.{method}(): {name!r} is not the pk or a cached lookup "
             f"(choose from {self._choices(plan)}; declare unique fields in CacheMeta.lookups)"
         )
 
-    def get_many(self, pks: Iterable[Any]) -> dict[Any, M]:
-        """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
+    def _check_pks(self, method: str, pks: Any) -> None:
         if isinstance(pks, str | bytes) or not isinstance(pks, Iterable):
-            raise TypeError(f"{self._name}.get_many() takes an iterable of pks, not {pks!r}")
-        return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
+            raise TypeError(f"{self._name}.{method}() takes an iterable of pks, not {pks!r}")
 
     async def aget(self, **lookup: Any) -> M:
-        return await sync_to_async(self.get)(**lookup)
+        """``get()`` for coroutines: a hit is served on the event loop, with no thread."""
+        plan = plan_for(self.model)
+        name, value = self._lookup("aget", plan, lookup)
+        if name == "pk":
+            return await areads.aget(plan, value, self._db)  # type: ignore[return-value]
+        return await areads.aget_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
 
     async def aget_many(self, pks: Iterable[Any]) -> dict[Any, M]:
-        return await sync_to_async(self.get_many)(pks)
+        """``get_many()`` for coroutines: the hits are served on the event loop."""
+        self._check_pks("aget_many", pks)
+        return await areads.aget_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
 
     def incr(self, pk: Any, field: str, by: int = 1) -> None:
         """Add ``by`` to a write-behind counter: one Redis round trip, flushed by Celery.

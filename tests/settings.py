@@ -87,7 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "debug_toolbar.middleware.DebugToolbarMiddleware",  # shows nothing while DEBUG is off
 ]
-ROOT_URLCONF = "tests.urls"
+ROOT_URLCONF = os.environ.get("CACHESTRAT_TEST_URLCONF", "tests.urls")  # asgi_app: its own
 INTERNAL_IPS = ["127.0.0.1"]
 # Only the cache's panel: the toolbar's SQL panel would wrap every connection's cursor.
 DEBUG_TOOLBAR_PANELS = ["django_cachestrat.panels.CachestratPanel"]
