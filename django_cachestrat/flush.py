@@ -189,6 +189,10 @@ def flush_stripe(plan: ModelPlan, index: int, using: str | None = None) -> Batch
     result, deltas = claimed
     apply(plan, result, deltas)
     acknowledge(plan, index, result.batch_id, result.database)
+    if not result.duplicate:  # applied by an earlier attempt, and counted there
+        plan.stats.batches += 1
+        plan.stats.flushed += result.increments
+        plan.stats.dead_letters += result.dead_letters
     return result
 
 

@@ -188,6 +188,7 @@ def _after_commit(
                 reads.refill(plan, pks, using)
     for plan in flushed_plans:
         plan.stats.invalidations += 1
+        plan.stats.flushes += 1
         flushed.send(plan.model)
 
 
