@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.db import connections, models
 
-from . import counters, invalidation, lookups, reads
+from . import counters, invalidation, lookups, reads, tracing
 from .plan import ModelPlan, plan_for
 
 __all__ = ["CachedAccessor", "CachedDescriptor"]
@@ -39,6 +39,12 @@ class CachedAccessor(Generic[M]):
 
     def get(self, **lookup: Any) -> M:
         """The row matching ``pk=`` or one unique lookup; raises ``Model.DoesNotExist``."""
+        if tracing.reads:  # TRACING["READS"]: a span around every read, hits included
+            with tracing.span("get", plan_for(self.model).keys.label):
+                return self._get(lookup)
+        return self._get(lookup)
+
+    def _get(self, lookup: dict[str, Any]) -> M:
         plan = plan_for(self.model)
         if len(lookup) != 1:
             raise TypeError(
@@ -59,6 +65,9 @@ class CachedAccessor(Generic[M]):
         """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
         if isinstance(pks, str | bytes) or not isinstance(pks, Iterable):
             raise TypeError(f"{self._name}.get_many() takes an iterable of pks, not {pks!r}")
+        if tracing.reads:  # TRACING["READS"]
+            with tracing.span("get_many", plan_for(self.model).keys.label):
+                return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
         return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
 
     async def aget(self, **lookup: Any) -> M:

@@ -28,8 +28,9 @@ def install() -> None:
     """Keep missed invalidations in the database, watch every connection's statements,
     give settings-named models a ``cached`` accessor, connect the model receivers and
     make transparent models' managers transparent."""
-    from . import client, durable, eviction, replicas, statements, transparent
+    from . import client, durable, eviction, metrics, replicas, statements, tracing, transparent
     from .accessor import CachedDescriptor
+    from .conf import conf
     from .invalidation import connect_receivers
     from .options import cached_models
 
@@ -47,6 +48,9 @@ def install() -> None:
                 _accessors.append(model)
         connect_receivers()
         transparent.install()
+        tracing.configure(conf.TRACING["ENABLED"], conf.TRACING["READS"], client.connection)
+        if conf.METRICS:
+            metrics.install()
     except Exception as exc:  # reported by check E021, with the settings checks' own ids
         logger.exception("django_cachestrat could not wire its cached models")
         _failure.append(exc)
@@ -55,9 +59,11 @@ def install() -> None:
 
 def uninstall() -> None:
     """Take every hook out again; the app then does nothing."""
-    from . import client, durable, replicas, statements
+    from . import client, durable, metrics, replicas, statements, tracing
 
     _unwire_models()
+    tracing.configure(False)
+    metrics.uninstall()
     client.on_connect.clear()
     connection_created.disconnect(statements.install, dispatch_uid=_UID)
     connection_created.disconnect(replicas.warn_undeclared, dispatch_uid=_REPLICAS_UID)

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters, replicas, signals
+from . import counters, replicas, signals, tracing
 from .client import Unavailable, connection, fail_open, new_generation, topology
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
@@ -309,7 +309,8 @@ def _resolve_rows(
         plan.stats.fill_times.append(spent_us / len(pks))
         return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
-    return leased(plan, misses, decode, load, using, wait, stored)
+    with tracing.span("fill", plan.keys.label, {"cachestrat.rows": len(misses)}):
+        return leased(plan, misses, decode, load, using, wait, stored)
 
 
 def _read_absent_generation(generations: Generations) -> None:
