@@ -39,12 +39,6 @@ class CachedAccessor(Generic[M]):
 
     def get(self, **lookup: Any) -> M:
         """The row matching ``pk=`` or one unique lookup; raises ``Model.DoesNotExist``."""
-        if tracing.reads:  # TRACING["READS"]: a span around every read, hits included
-            with tracing.span("get", plan_for(self.model).keys.label):
-                return self._get(lookup)
-        return self._get(lookup)
-
-    def _get(self, lookup: dict[str, Any]) -> M:
         plan = plan_for(self.model)
         if len(lookup) != 1:
             raise TypeError(
@@ -53,8 +47,13 @@ class CachedAccessor(Generic[M]):
             )
         ((name, value),) = lookup.items()
         if name == "pk" or name == plan.pk_field.name or name == plan.pk_field.attname:
+            if tracing.reads:  # TRACING["READS"]: a span around every read, hits included
+                return tracing.traced("get", plan.keys.label, reads.get, plan, value, self._db)  # type: ignore[no-any-return]
             return reads.get(plan, value, self._db)  # type: ignore[return-value]
         if name in plan.lookup_fields:
+            if tracing.reads:
+                get = lookups.get_by_lookup
+                return tracing.traced("get", plan.keys.label, get, plan, name, value, self._db)  # type: ignore[no-any-return]
             return lookups.get_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
         raise TypeError(
             f"{self._name}.get(): {name!r} is not the pk or a cached lookup "
@@ -65,10 +64,10 @@ class CachedAccessor(Generic[M]):
         """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
         if isinstance(pks, str | bytes) or not isinstance(pks, Iterable):
             raise TypeError(f"{self._name}.get_many() takes an iterable of pks, not {pks!r}")
+        plan = plan_for(self.model)
         if tracing.reads:  # TRACING["READS"]
-            with tracing.span("get_many", plan_for(self.model).keys.label):
-                return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
-        return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
+            return tracing.traced("get_many", plan.keys.label, reads.get_many, plan, pks, self._db)  # type: ignore[no-any-return]
+        return reads.get_many(plan, pks, self._db)  # type: ignore[return-value]
 
     async def aget(self, **lookup: Any) -> M:
         return await sync_to_async(self.get)(**lookup)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .conf import conf
 
-__all__ = ["annotate", "configure", "enabled", "invalidation_span", "reads", "span"]
+__all__ = ["annotate", "configure", "enabled", "invalidation_span", "reads", "span", "traced"]
 
 #: Spans on misses, fills, invalidation sends, write-behind flushes and outside writes.
 enabled = False
@@ -72,6 +72,12 @@ def _span(operation: str, model: str | None, given: dict[str, Any]) -> Iterator[
             current.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))
             current.record_exception(exc)
             raise
+
+
+def traced(operation: str, model: str, func: Callable[..., Any], *args: Any) -> Any:
+    """``func(*args)`` in a span (the reads of ``TRACING["READS"]``)."""
+    with span(operation, model):
+        return func(*args)
 
 
 def annotate(current: Any, attributes: dict[str, Any]) -> None:
