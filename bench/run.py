@@ -1,8 +1,10 @@
 """Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``.
 
 Without ``--only`` this runs the read path and consistency parts, then the write-behind
-counters (``--only counters`` runs those alone; ``python -m bench.counters`` too). With
-``--markdown PATH`` the counters' tables go to ``PATH`` with ``-counters`` before the suffix.
+counters (``--only counters`` runs those alone; ``python -m bench.counters`` too), then the
+cost of metrics and tracing on a hit (``--only metrics``; ``python -m bench.metrics``). With
+``--markdown PATH`` the counters' tables go to ``PATH`` with ``-counters`` before the suffix,
+and the metrics' with ``-metrics``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-def _counters_argv(argv: list[str]) -> list[str]:
+def _counters_argv(argv: list[str], part: str = "counters") -> list[str]:
     out: list[str] = []
     items = iter(argv)
     for item in items:
@@ -22,8 +24,9 @@ def _counters_argv(argv: list[str]) -> list[str]:
             value = next(items, "")
             if item == "--markdown":
                 path = Path(value)
-                value = str(path.with_name(f"{path.stem}-counters{path.suffix}"))
-            out += [item, value]
+                value = str(path.with_name(f"{path.stem}-{part}{path.suffix}"))
+            if item == "--markdown" or part == "counters":
+                out += [item, value]
     return out
 
 
@@ -35,7 +38,7 @@ def main() -> int:
     argv = sys.argv[1:]
     only = argv[argv.index("--only") + 1] if "--only" in argv[:-1] else None
     status = 0
-    if only != "counters":
+    if only not in ("counters", "metrics"):
         from bench.cli import main as run
 
         status = run(argv)
@@ -43,6 +46,10 @@ def main() -> int:
         from bench.counters import main as run_counters
 
         status = run_counters(_counters_argv(argv)) or status
+    if only in (None, "metrics"):
+        from bench.metrics import main as run_metrics
+
+        status = run_metrics(_counters_argv(argv, "metrics")) or status
     return status
 
 

@@ -212,3 +212,26 @@ def test_the_view_is_not_found_while_metrics_are_off(settings):
     settings.CACHESTRAT = {**settings.CACHESTRAT, "METRICS": False}
     assert not metrics.is_installed()
     assert Client().get("/metrics").status_code == 404
+
+
+def test_the_docs_and_the_dashboard_name_only_exported_metrics():
+    import re
+    from pathlib import Path
+
+    text = Client().get("/metrics").content.decode()
+    names = set()
+    for family in text_string_to_metric_families(text):
+        suffixes = {"counter": ("_total",), "histogram": ("", "_bucket", "_count", "_sum")}
+        names |= {family.name + s for s in suffixes.get(family.type, ("",))}
+    docs = Path(__file__).parents[1] / "docs"
+    for page in ("operations.md", "grafana-dashboard.json"):
+        named = set(re.findall(r"\bcachestrat_[a-z_]+[a-z]", (docs / page).read_text()))
+        named = {n for n in named if n != "cachestrat_stats"}  # the management command
+        assert named and named <= names, (page, named - names)
+    table = (docs / "operations.md").read_text()
+    listed = {
+        n
+        for n in names
+        if n.startswith("cachestrat_") and not n.endswith(("_bucket", "_count", "_sum", "_created"))
+    }
+    assert [n for n in sorted(listed) if f"`{n}`" not in table] == []
