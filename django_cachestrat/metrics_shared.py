@@ -77,7 +77,12 @@ def _infos() -> dict[str, dict[str, Any]]:
 
 
 def _node(client: Any) -> str:
-    kwargs = client.connection_pool.connection_kwargs
+    """``host:port`` of a server; a Sentinel primary by its service name, since the
+    sentinels may move it."""
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    if "host" not in kwargs and getattr(pool, "service_name", None):
+        return f"sentinel:{pool.service_name}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 
