@@ -81,6 +81,7 @@ class _Metrics:
         times = {
             "hit": "Time of an all-hit read per row (sampled: see docs/operations.md).",
             "fill": "Database read time per row of a fill (sampled: see docs/operations.md).",
+            "miss": "Time from a miss to its row, per row (sampled: see docs/operations.md).",
         }
         self.times: dict[str, Histogram] = {
             kind: Histogram(f"cachestrat_{kind}_seconds", text, ["model"], buckets=BUCKETS)

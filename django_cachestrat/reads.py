@@ -309,8 +309,12 @@ def _resolve_rows(
         plan.stats.fill_times.append(spent_us / len(pks))
         return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
+    started = time.perf_counter()
     with tracing.span("fill", plan.keys.label, {"cachestrat.rows": len(misses)}):
-        return leased(plan, misses, decode, load, using, wait, stored)
+        found = leased(plan, misses, decode, load, using, wait, stored)
+    if wait:  # a reader's miss (not a refresh or a refill): lease to row, per row
+        plan.stats.miss_times.append((time.perf_counter() - started) * 1e6 / len(misses))
+    return found
 
 
 def _read_absent_generation(generations: Generations) -> None:

@@ -74,6 +74,9 @@ class ModelStats:
     fill_times: collections.deque[float] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=64)
     )
+    miss_times: collections.deque[float] = dataclasses.field(  # lease to row, per row
+        default_factory=lambda: collections.deque(maxlen=64)
+    )
     published: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
@@ -109,6 +112,7 @@ def reset() -> None:
             setattr(stats, name, 0)
         stats.hit_times.clear()
         stats.fill_times.clear()
+        stats.miss_times.clear()
         stats.published.clear()
 
 
@@ -119,6 +123,7 @@ def _after_fork_in_child() -> None:
         stats.published = {name: getattr(stats, name) for name in COUNTERS}
         stats.hit_times.clear()
         stats.fill_times.clear()
+        stats.miss_times.clear()
     if _stats:
         ensure_publisher()
 
@@ -174,7 +179,8 @@ def publish() -> None:
             if delta:
                 pipe.hincrby(minute, f"{label}|{name}", delta)
                 stats.published[name] = value
-        for kind, times in (("hit", stats.hit_times), ("fill", stats.fill_times)):
+        kinds = ("hit", stats.hit_times), ("fill", stats.fill_times), ("miss", stats.miss_times)
+        for kind, times in kinds:
             if times and on_samples:
                 _hand_over(label, kind, list(times))
             if times:

@@ -71,7 +71,7 @@ def test_a_scrape_of_the_default_registry_is_up_to_date():
     assert REGISTRY.get_sample_value("cachestrat_hits_total", label) == before + 2
 
 
-def test_hit_and_fill_times_are_sampled_into_histograms():
+def test_hit_miss_and_fill_times_are_sampled_into_histograms():
     team = TeamFactory()
     before = scrape()
     Team.cached.get(pk=team.pk)
@@ -83,9 +83,12 @@ def test_hit_and_fill_times_are_sampled_into_histograms():
     gained = {
         kind: value(after, f"cachestrat_{kind}_seconds_count", **label)
         - value(before, f"cachestrat_{kind}_seconds_count", **label)
-        for kind in ("hit", "fill")
+        for kind in ("hit", "fill", "miss")
     }
-    assert gained == {"hit": 5, "fill": 1}
+    assert gained == {"hit": 5, "fill": 1, "miss": 1}
+    assert value(after, "cachestrat_miss_seconds_sum", **label) > value(
+        before, "cachestrat_miss_seconds_sum", **label
+    )
     assert value(after, "cachestrat_hit_seconds_sum", **label) > value(
         before, "cachestrat_hit_seconds_sum", **label
     )
