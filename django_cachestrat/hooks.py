@@ -28,9 +28,8 @@ def install() -> None:
     """Keep missed invalidations in the database, watch every connection's statements,
     give settings-named models a ``cached`` accessor, connect the model receivers and
     make transparent models' managers transparent."""
-    from . import client, durable, eviction, metrics, replicas, statements, tracing, transparent
+    from . import client, durable, eviction, replicas, statements, transparent
     from .accessor import CachedDescriptor
-    from .conf import conf
     from .invalidation import connect_receivers
     from .options import cached_models
 
@@ -48,13 +47,25 @@ def install() -> None:
                 _accessors.append(model)
         connect_receivers()
         transparent.install()
-        tracing.configure(conf.TRACING["ENABLED"], conf.TRACING["READS"], client.connection)
-        if conf.METRICS:
-            metrics.install()
     except Exception as exc:  # reported by check E021, with the settings checks' own ids
         logger.exception("django_cachestrat could not wire its cached models")
         _failure.append(exc)
         _unwire_models()
+    _install_exports()
+
+
+def _install_exports() -> None:
+    """Metrics and tracing, apart: a library they need that is missing (checks E190,
+    E193) must not leave the cached models unwatched."""
+    from . import client, metrics, tracing
+    from .conf import conf
+
+    try:
+        tracing.configure(conf.TRACING["ENABLED"], conf.TRACING["READS"], client.connection)
+        if conf.METRICS:
+            metrics.install()
+    except Exception:
+        logger.exception("django_cachestrat could not install its metrics or tracing")
 
 
 def uninstall() -> None:

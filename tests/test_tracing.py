@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from io import StringIO
 
@@ -188,3 +189,16 @@ def test_consuming_outside_writes_makes_a_span(spans):
     assert consumed[0].attributes["cachestrat.rows"] >= 1
     invalidate = [s for s in ours(spans) if s.name == "cachestrat.invalidate"]
     assert invalidate[0].parent.span_id == consumed[0].context.span_id
+
+
+def test_a_missing_library_leaves_the_cached_models_wired(settings, monkeypatch):
+    from django_cachestrat import hooks
+
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if not installed
+    settings.CACHESTRAT = {**settings.CACHESTRAT, "TRACING": {"ENABLED": True}}
+    assert hooks.failure() is None and not tracing.enabled
+    team = TeamFactory(name="before")
+    assert Team.cached.get(pk=team.pk).name == "before"
+    team.name = "after"
+    team.save()
+    assert Team.cached.get(pk=team.pk).name == "after"  # the write was seen
