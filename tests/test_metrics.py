@@ -238,3 +238,27 @@ def test_the_docs_and_the_dashboard_name_only_exported_metrics():
         if n.startswith("cachestrat_") and not n.endswith(("_bucket", "_count", "_sum", "_created"))
     }
     assert [n for n in sorted(listed) if f"`{n}`" not in table] == []
+
+
+def _exported_hits(label: str) -> float:
+    """The hits counter as prometheus-client holds it, read without a scrape (a scrape
+    would sync first)."""
+    counter = metrics._get().counters["hits"]
+    samples = [s for family in counter.collect() for s in family.samples]
+    return next(
+        (s.value for s in samples if s.name.endswith("_total") and s.labels["model"] == label),
+        0.0,
+    )
+
+
+def test_a_hit_exports_nothing_until_the_statistics_thread_syncs():
+    team = TeamFactory()
+    Team.cached.get(pk=team.pk)
+    metrics.sync()
+    exported = _exported_hits("testapp.team")
+    Team.cached.get(pk=team.pk)
+    assert _exported_hits("testapp.team") == exported  # the hit only counted in ModelStats
+    assert metrics.sync in stats.on_tick
+    for hook in stats.on_tick:  # what the statistics thread runs every PUBLISH_EVERY s
+        hook()
+    assert _exported_hits("testapp.team") == exported + 1
