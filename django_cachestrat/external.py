@@ -221,7 +221,7 @@ def _batch(using: str, size: int) -> int:
         if not rows:
             return 0
         with tracing.span(
-            "consume", attributes={"db.namespace": using, "cachestrat.rows": len(rows)}
+            "consume", attributes={"cachestrat.database": using, "cachestrat.rows": len(rows)}
         ):
             tables = _qualified(cursor, connections[using].ops.quote_name)
             keys, generations = _invalidations(rows, using, tables)

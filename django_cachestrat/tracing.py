@@ -106,8 +106,8 @@ def _models_of(keys: list[str]) -> set[str]:
 
 
 def _server() -> dict[str, Any]:
-    """``server.address`` and ``server.port`` of a single-server client; nothing for a
-    cluster, whose node depends on the key."""
+    """``server.address``, ``server.port`` and ``db.namespace`` of a single-server client;
+    nothing for a cluster, whose node depends on the key."""
     try:
         client = _client() if _client is not None else None
     except Exception:  # the span goes on without them; the call itself reports the error
@@ -116,4 +116,9 @@ def _server() -> dict[str, Any]:
     kwargs = getattr(pool, "connection_kwargs", None) or {}
     if "host" not in kwargs:
         return {}
-    return {"server.address": kwargs["host"], "server.port": kwargs.get("port")}
+    # db.namespace: for Redis, the database index, as text.
+    return {
+        "server.address": kwargs["host"],
+        "server.port": kwargs.get("port"),
+        "db.namespace": str(kwargs.get("db", 0)),
+    }

@@ -76,6 +76,7 @@ def test_a_miss_makes_a_fill_span_under_the_callers_span(spans):
         "db.operation.name": "fill",
         "server.address": kwargs["host"],
         "server.port": kwargs["port"],
+        "db.namespace": str(kwargs["db"]),
         "cachestrat.model": "testapp.team",
         "cachestrat.rows": 1,
     }
@@ -185,7 +186,7 @@ def test_consuming_outside_writes_makes_a_span(spans):
     finally:
         call_command("cachestrat_external_writes", "uninstall", stdout=StringIO())
     consumed = [s for s in ours(spans) if s.name == "cachestrat.consume"]
-    assert consumed and consumed[0].attributes["db.namespace"] == "default"
+    assert consumed and consumed[0].attributes["cachestrat.database"] == "default"
     assert consumed[0].attributes["cachestrat.rows"] >= 1
     invalidate = [s for s in ours(spans) if s.name == "cachestrat.invalidate"]
     assert invalidate[0].parent.span_id == consumed[0].context.span_id
