@@ -1,10 +1,11 @@
 """Run the benchmarks: ``python bench/run.py [--quick] [--rounds N] [--markdown PATH]``.
 
 Without ``--only`` this runs the read path and consistency parts, then the write-behind
-counters, the debug panel's cost and the async reads (``--only counters``, ``--only panel`` or
-``--only async`` runs one alone; ``python -m bench.counters`` and ``python -m bench.panel`` too).
-With ``--markdown PATH`` the counters' and the panel's tables go to ``PATH`` with ``-counters``
-or ``-panel`` before the suffix.
+counters, the debug panel's cost, the cost of metrics and tracing on a hit, and the async
+reads (``--only counters``, ``--only panel``, ``--only metrics`` or ``--only async`` runs one
+alone; ``python -m bench.counters``, ``bench.panel`` and ``bench.metrics`` too). With
+``--markdown PATH`` the tables of those parts go to ``PATH`` with ``-counters``, ``-panel`` or
+``-metrics`` before the suffix.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def _counters_argv(argv: list[str], part: str = "counters") -> list[str]:
             if item == "--markdown":
                 path = Path(value)
                 value = str(path.with_name(f"{path.stem}-{part}{path.suffix}"))
-            out += [item, value]
+            if item == "--markdown" or part != "metrics":  # metrics sets its own rounds
+                out += [item, value]
     return out
 
 
@@ -41,7 +43,7 @@ def main() -> int:
 
         return run_async(argv)
     status = 0
-    if only not in ("counters", "panel"):
+    if only not in ("counters", "panel", "metrics"):
         from bench.cli import main as run
 
         status = run(argv)
@@ -49,6 +51,10 @@ def main() -> int:
         from bench.counters import main as run_counters
 
         status = run_counters(_counters_argv(argv)) or status
+    if only in (None, "metrics"):
+        from bench.metrics import main as run_metrics
+
+        status = run_metrics(_counters_argv(argv, "metrics")) or status
     if only in (None, "panel"):
         from bench.panel import main as run_panel
 

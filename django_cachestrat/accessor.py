@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from django.db import connections, models
 
-from . import areads, counters, invalidation, lookups, reads
+from . import areads, counters, invalidation, lookups, reads, tracing
 from .plan import ModelPlan, plan_for
 
 __all__ = ["CachedAccessor", "CachedDescriptor"]
@@ -40,14 +40,26 @@ class CachedAccessor(Generic[M]):
         """The row matching ``pk=`` or one unique lookup; raises ``Model.DoesNotExist``."""
         plan = plan_for(self.model)
         name, value = self._lookup("get", plan, lookup)
+        if tracing.reads:  # TRACING["READS"]: a span around every read, hits included
+            return self._traced_get(plan, name, value)
         if name == "pk":
             return reads.get(plan, value, self._db)  # type: ignore[return-value]
         return lookups.get_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
 
+    def _traced_get(self, plan: ModelPlan, name: str, value: Any) -> M:
+        label = plan.keys.label
+        if name == "pk":
+            return tracing.traced("get", label, reads.get, plan, value, self._db)  # type: ignore[no-any-return]
+        get = lookups.get_by_lookup
+        return tracing.traced("get", label, get, plan, name, value, self._db)  # type: ignore[no-any-return]
+
     def get_many(self, pks: Iterable[Any]) -> dict[Any, M]:
         """``{pk: instance}`` for the pks whose rows exist; absent rows are omitted."""
         self._check_pks("get_many", pks)
-        return reads.get_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
+        plan = plan_for(self.model)
+        if tracing.reads:  # TRACING["READS"]
+            return tracing.traced("get_many", plan.keys.label, reads.get_many, plan, pks, self._db)  # type: ignore[no-any-return]
+        return reads.get_many(plan, pks, self._db)  # type: ignore[return-value]
 
     def _lookup(self, method: str, plan: ModelPlan, lookup: dict[str, Any]) -> tuple[str, Any]:
         """``("pk", value)`` or ``(lookup field, value)``; a clear TypeError otherwise."""

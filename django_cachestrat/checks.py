@@ -12,6 +12,7 @@ from django.utils.module_loading import import_string
 
 from .checks_counters import check_counters
 from .checks_databases import check_databases
+from .checks_observability import check_observability
 from .checks_options import NUMBER, check_models, check_options, error, is_finite, is_type
 from .conf import DEFAULTS
 from .options import OPTION_NAMES
@@ -36,6 +37,8 @@ TYPES: dict[str, tuple[type, ...]] = {
     "REPLICAS": (dict,),
     "REPLICA_LAG": NUMBER,
     "EXTERNAL_WRITES": (dict,),
+    "METRICS": (bool,),
+    "TRACING": (dict,),
 }
 NON_NEGATIVE = ("NEGATIVE_TIMEOUT", "EARLY_REFRESH", "LEASE_WAIT", "BREAKER_COOLDOWN")
 POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD", "REPLICA_LAG")
@@ -74,6 +77,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     else:
         errors += _check_cache_alias(raw.get("CACHE_ALIAS", DEFAULTS["CACHE_ALIAS"]))
     errors += check_databases(raw)
+    errors += check_observability(raw)
     write_behind = raw.get("WRITE_BEHIND", {})
     if isinstance(write_behind, dict):
         errors += [e for k, v in write_behind.items() if (e := _check_write_behind(k, v))]

@@ -16,6 +16,7 @@ from django.core.cache import InvalidCacheBackendError, caches
 from django.utils.module_loading import import_string
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
+from . import tracing
 from .breaker import CircuitBreaker
 from .conf import conf
 from .topology import ReplicaLag, Topology, topology_for
@@ -196,8 +197,9 @@ def send_invalidations(
     """Delete keys and give generations new values in one pipelined round trip; set
     ``marks`` for ``lag_ms`` first (replicas.py), so no reader sees a key gone and its
     marker not set."""
-    sets = {generation: new_generation() for generation in generations}
-    topology().invalidate(keys, sets, marks, lag_ms)
+    keys, sets = list(keys), {generation: new_generation() for generation in generations}
+    with tracing.invalidation_span(keys, sets):
+        topology().invalidate(keys, sets, marks, lag_ms)
 
 
 class Records(Protocol):

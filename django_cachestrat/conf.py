@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
         "BATCH_SIZE": 500,
         "INTERVAL": 1.0,
     },
+    "METRICS": False,
+    "TRACING": {"ENABLED": False, "READS": False},
 }
 
 
@@ -118,6 +120,14 @@ class Settings:
     @property
     def REPLICA_LAG(self) -> float:
         return float(self._get("REPLICA_LAG"))
+
+    @property
+    def METRICS(self) -> bool:
+        return bool(self._get("METRICS"))
+
+    @property
+    def TRACING(self) -> dict[str, bool]:
+        return {**DEFAULTS["TRACING"], **self._get("TRACING")}
 
 
 conf = Settings()

@@ -20,7 +20,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 
-from . import invalidation, replicas, statements
+from . import invalidation, replicas, statements, tracing
 from .client import pending, send_invalidations
 from .conf import conf
 from .topology import ReplicaLag
@@ -220,16 +220,19 @@ def _batch(using: str, size: int) -> int:
         rows = cursor.fetchall()
         if not rows:
             return 0
-        tables = _qualified(cursor, connections[using].ops.quote_name)
-        keys, generations = _invalidations(rows, using, tables)
-        primaries = frozenset(conf.REPLICAS.values())
-        lag_ms = max(1, int(conf.REPLICA_LAG * 1000)) if using in primaries else 0
-        marks = replicas.marks(keys, generations) if lag_ms else ()
-        if keys or generations:
-            try:
-                send_invalidations(list(keys), list(generations), marks, lag_ms)
-            except ReplicaLag as lag:  # the primary has them: the batch is done
-                pending.add_unconfirmed(lag)
+        with tracing.span(
+            "consume", attributes={"cachestrat.database": using, "cachestrat.rows": len(rows)}
+        ):
+            tables = _qualified(cursor, connections[using].ops.quote_name)
+            keys, generations = _invalidations(rows, using, tables)
+            primaries = frozenset(conf.REPLICAS.values())
+            lag_ms = max(1, int(conf.REPLICA_LAG * 1000)) if using in primaries else 0
+            marks = replicas.marks(keys, generations) if lag_ms else ()
+            if keys or generations:
+                try:
+                    send_invalidations(list(keys), list(generations), marks, lag_ms)
+                except ReplicaLag as lag:  # the primary has them: the batch is done
+                    pending.add_unconfirmed(lag)
         cursor.execute(f"DELETE FROM {OUTBOX} WHERE id = ANY(%s)", [[row[0] for row in rows]])
     return len(rows)
 

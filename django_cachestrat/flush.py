@@ -32,6 +32,7 @@ from django.db.models import Case, F, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from . import tracing
 from .client import REDIS_ERRORS, connection, pending, scripts
 from .conf import conf
 from .options import cached_models
@@ -187,8 +188,14 @@ def flush_stripe(plan: ModelPlan, index: int, using: str | None = None) -> Batch
     if claimed is None:
         return None
     result, deltas = claimed
-    apply(plan, result, deltas)
-    acknowledge(plan, index, result.batch_id, result.database)
+    with tracing.span("flush", plan.keys.label, {"cachestrat.stripe": index}) as span:
+        apply(plan, result, deltas)
+        acknowledge(plan, index, result.batch_id, result.database)
+        tracing.annotate(span, {"cachestrat.increments": result.increments})
+    if not result.duplicate:  # applied by an earlier attempt, and counted there
+        plan.stats.batches += 1
+        plan.stats.flushed += result.increments
+        plan.stats.dead_letters += result.dead_letters
     return result
 
 

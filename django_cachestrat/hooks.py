@@ -51,13 +51,30 @@ def install() -> None:
         logger.exception("django_cachestrat could not wire its cached models")
         _failure.append(exc)
         _unwire_models()
+    _install_exports()
+
+
+def _install_exports() -> None:
+    """Metrics and tracing, apart: a library they need that is missing (checks E190,
+    E193) must not leave the cached models unwatched."""
+    from . import client, metrics, tracing
+    from .conf import conf
+
+    try:
+        tracing.configure(conf.TRACING["ENABLED"], conf.TRACING["READS"], client.connection)
+        if conf.METRICS:
+            metrics.install()
+    except Exception:
+        logger.exception("django_cachestrat could not install its metrics or tracing")
 
 
 def uninstall() -> None:
     """Take every hook out again; the app then does nothing."""
-    from . import client, durable, replicas, statements
+    from . import client, durable, metrics, replicas, statements, tracing
 
     _unwire_models()
+    tracing.configure(False)
+    metrics.uninstall()
     client.on_connect.clear()
     connection_created.disconnect(statements.install, dispatch_uid=_UID)
     connection_created.disconnect(replicas.warn_undeclared, dispatch_uid=_REPLICAS_UID)

@@ -192,6 +192,7 @@ def _after_commit(
                 reads.refill(plan, pks, using)
     for plan in flushed_plans:
         plan.stats.invalidations += 1
+        plan.stats.flushes += 1
         if (log := requestlog.active()) is not None:
             log.sent(plan.keys.label, 1, flushed=True)
         flushed.send(plan.model)

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import replicas, requestlog
+from . import replicas, requestlog, tracing
 from .client import Unavailable, fail_open, topology
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
@@ -107,7 +107,9 @@ def _resolve_lookup(
                 loaded[value] = Entry(pk, payload, plan.ttl_ms())
         return loaded
 
-    return leased(plan, misses, decode, load, using)
+    attributes = {"cachestrat.rows": len(misses), "cachestrat.lookup": name}
+    with tracing.span("fill", plan.keys.label, attributes):
+        return leased(plan, misses, decode, load, using)
 
 
 @fail_open

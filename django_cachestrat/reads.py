@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters, replicas, requestlog, signals
+from . import counters, replicas, requestlog, signals, tracing
 from .client import Unavailable, connection, fail_open, new_generation, topology
 from .keys import KeySpace
 from .leases import MISSING, Entry, Loaded, Miss, leased
@@ -311,7 +311,12 @@ def _resolve_rows(
         plan.stats.fill_times.append(spent_us / len(pks))
         return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
-    return leased(plan, misses, decode, load, using, wait, stored)
+    started = time.perf_counter()
+    with tracing.span("fill", plan.keys.label, {"cachestrat.rows": len(misses)}):
+        found = leased(plan, misses, decode, load, using, wait, stored)
+    if wait:  # a reader's miss (not a refresh or a refill): lease to row, per row
+        plan.stats.miss_times.append((time.perf_counter() - started) * 1e6 / len(misses))
+    return found
 
 
 def _read_absent_generation(generations: Generations) -> None:

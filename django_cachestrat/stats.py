@@ -14,6 +14,7 @@ import os
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["ModelStats", "Summary", "publish", "read", "stats_for"]
@@ -39,6 +40,10 @@ COUNTERS = (
     "invalidations",
     "redis_errors",
     "breaker_trips",
+    "flushes",
+    "batches",
+    "flushed",
+    "dead_letters",
 )
 
 
@@ -59,10 +64,17 @@ class ModelStats:
     invalidations: int = 0
     redis_errors: int = 0
     breaker_trips: int = 0
+    flushes: int = 0  # namespace flushes (Model.cached.flush()), at commit
+    batches: int = 0  # write-behind batches this process applied
+    flushed: int = 0  # ...the increments in them (the sum of |delta|)
+    dead_letters: int = 0  # ...the increments of them kept as dead letters
     hit_times: collections.deque[float] = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=64)
     )
     fill_times: collections.deque[float] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=64)
+    )
+    miss_times: collections.deque[float] = dataclasses.field(  # lease to row, per row
         default_factory=lambda: collections.deque(maxlen=64)
     )
     published: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -71,6 +83,17 @@ class ModelStats:
 _stats: dict[str, ModelStats] = {}
 _lock = threading.Lock()
 _publisher_pid = 0
+#: Called by the publisher thread every ``PUBLISH_EVERY`` seconds, before it publishes,
+#: whether or not Redis answers (metrics.py syncs its exported figures there).
+on_tick: list[Callable[[], None]] = []
+#: Called with (label, "hit" or "fill", times in microseconds) for each batch of time
+#: samples the publisher takes, before it sends them.
+on_samples: list[Callable[[str, str, list[float]], None]] = []
+
+
+def labels() -> list[tuple[str, ModelStats]]:
+    """Every label counted in this process, with its counters."""
+    return list(_stats.items())
 
 
 def stats_for(label: str) -> ModelStats:
@@ -89,6 +112,7 @@ def reset() -> None:
             setattr(stats, name, 0)
         stats.hit_times.clear()
         stats.fill_times.clear()
+        stats.miss_times.clear()
         stats.published.clear()
 
 
@@ -99,6 +123,7 @@ def _after_fork_in_child() -> None:
         stats.published = {name: getattr(stats, name) for name in COUNTERS}
         stats.hit_times.clear()
         stats.fill_times.clear()
+        stats.miss_times.clear()
     if _stats:
         ensure_publisher()
 
@@ -121,6 +146,11 @@ def ensure_publisher() -> None:
 def _publish_forever() -> None:
     while True:
         time.sleep(PUBLISH_EVERY)
+        for hook in list(on_tick):
+            try:
+                hook()
+            except Exception as exc:  # statistics never break anything
+                logger.debug("A statistics hook failed: %s", exc)
         try:
             publish()
         except Exception as exc:  # statistics never break anything
@@ -149,7 +179,10 @@ def publish() -> None:
             if delta:
                 pipe.hincrby(minute, f"{label}|{name}", delta)
                 stats.published[name] = value
-        for kind, times in (("hit", stats.hit_times), ("fill", stats.fill_times)):
+        kinds = ("hit", stats.hit_times), ("fill", stats.fill_times), ("miss", stats.miss_times)
+        for kind, times in kinds:
+            if times and on_samples:
+                _hand_over(label, kind, list(times))
             if times:
                 key = f"{prefix}:stats:samples:{label}:{kind}"
                 pipe.rpush(key, *[round(t, 1) for t in times])
@@ -158,6 +191,14 @@ def publish() -> None:
                 times.clear()
     pipe.expire(minute, KEEP_SECONDS)
     pipe.execute()
+
+
+def _hand_over(label: str, kind: str, times: list[float]) -> None:
+    for sink in list(on_samples):
+        try:
+            sink(label, kind, times)
+        except Exception as exc:  # statistics never break anything
+            logger.debug("A statistics sink failed: %s", exc)
 
 
 @dataclasses.dataclass

@@ -66,6 +66,8 @@ if os.environ.get("CACHESTRAT_TEST_EXTERNAL_INTERVAL"):  # a consumer the tests 
     }
 if os.environ.get("CACHESTRAT_TEST_WRITE_BEHIND"):  # a worker gets the test's own settings
     CACHESTRAT["WRITE_BEHIND"] = json.loads(os.environ["CACHESTRAT_TEST_WRITE_BEHIND"])
+if os.environ.get("CACHESTRAT_TEST_METRICS"):  # a gunicorn the tests start
+    CACHESTRAT["METRICS"] = True
 
 # Celery (tests/celery_app.py): the broker is a database of the local Redis, and the queue is
 # named after the database (the workers a test starts are told its name), so test runs on

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
@@ -883,3 +884,41 @@ def test_w130_allkeys_policy_with_write_behind_counters() -> None:
     assert ids(warnings) == ["W130"]
     assert "allkeys-lfu" in warnings[0].msg and "testapp.profile" in warnings[0].msg
     assert "volatile-lru" in hint(warnings[0])
+
+
+# E190-E193: metrics and tracing
+
+
+def test_e190_metrics_without_prometheus_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_errors(METRICS=True) == []
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    errors = settings_errors(METRICS=True)
+    assert ids(errors) == ["E190"]
+    assert "django-cachestrat[prometheus]" in hint(errors[0])
+    assert settings_errors(METRICS=False) == []
+
+
+def test_e191_unknown_tracing_key() -> None:
+    errors = settings_errors(TRACING={"ENABLED": True, "HITS": True})
+    assert ids(errors) == ["E191"]
+    assert "'HITS'" in errors[0].msg and "ENABLED, READS" in hint(errors[0])
+
+
+@pytest.mark.parametrize("key", ["ENABLED", "READS"])
+def test_e192_tracing_switch_that_is_not_a_bool(key: str) -> None:
+    errors = settings_errors(TRACING={key: "yes"})
+    assert ids(errors) == ["E192"]
+    assert f"CACHESTRAT['TRACING']['{key}'] must be True or False" in errors[0].msg
+
+
+def test_e193_tracing_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_errors(TRACING={"ENABLED": True, "READS": True}) == []
+    monkeypatch.setitem(sys.modules, "opentelemetry.trace", None)  # as if not installed
+    errors = settings_errors(TRACING={"ENABLED": True})
+    assert ids(errors) == ["E193"]
+    assert "django-cachestrat[opentelemetry]" in hint(errors[0])
+    assert settings_errors(TRACING={"ENABLED": False}) == []
+
+
+def test_metrics_and_tracing_types_are_checked() -> None:
+    assert ids(settings_errors(METRICS="on", TRACING=True)) == ["E003", "E003"]

@@ -1,10 +1,14 @@
 """URLs for the test suite: the admin, with a cached model's admin using the cache mixin."""
 
+import os
+
 from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
 from django_cachestrat.admin import CacheInspectionAdminMixin
-from tests.testapp.models import Profile
+from django_cachestrat.metrics_views import prometheus_metrics
+from tests.testapp.models import Profile, Team
 
 
 @admin.register(Profile)
@@ -13,4 +17,13 @@ class ProfileAdmin(CacheInspectionAdminMixin, admin.ModelAdmin):  # type: ignore
     exclude = ("tags",)
 
 
-urlpatterns = [path("admin/", admin.site.urls)]
+def team(request: HttpRequest, pk: int) -> JsonResponse:
+    """One cached read, and which process served it (tests/test_metrics_gunicorn.py)."""
+    return JsonResponse({"name": Team.cached.get(pk=pk).name, "pid": os.getpid()})
+
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("metrics", prometheus_metrics),
+    path("team/<int:pk>", team),
+]
