@@ -8,6 +8,7 @@ added. See docs/benchmarks-load.md.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -36,6 +37,8 @@ from bench.load_wrk import mix, run, write_script
 VARIANTS = ("none", "cachestrat", "cacheops")
 CACHED = ("cachestrat", "cacheops")
 PROFILES = 1000
+#: wrk's unmeasured run on each fresh server before the measured one.
+WARM_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,15 +49,15 @@ class Plan:
     delay_ms: float
 
 
-FULL = Plan(rounds=3, seconds=8, connections=16, delay_ms=1.0)
+FULL = Plan(rounds=4, seconds=6, connections=16, delay_ms=1.0)
 QUICK = Plan(rounds=1, seconds=3, connections=16, delay_ms=1.0)
 
 
 def parse(argv: list[str]) -> tuple[Plan, Path | None]:
     parser = argparse.ArgumentParser(prog="bench/load.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round of 3 s runs")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 1)")
-    parser.add_argument("--seconds", type=float, help="length of one wrk run (default 8)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4, quick 1)")
+    parser.add_argument("--seconds", type=float, help="length of one measured wrk run (default 6)")
     parser.add_argument("--connections", type=int, help="wrk connections (default 16)")
     parser.add_argument("--delay-ms", type=float, help="added database latency (default 1)")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write Markdown here")
@@ -89,11 +92,13 @@ class Bench:
         return f"/u/{self.names[0]}/"
 
     def measure(self, variant: str, delay_ms: float) -> Measured:
-        """One wrk run against a fresh gunicorn, and the queries the database ran for it."""
+        """A wrk run against a fresh gunicorn, and the queries the database ran meanwhile."""
         before = committed(self.db)
         with gunicorn(self.served(variant, delay_ms), self.probe) as port:
+            # Unmeasured first: the workers' first requests (templates, connections).
+            warm = run(self.wrk, port, self.script, WARM_SECONDS, self.plan.connections)
             result = run(self.wrk, port, self.script, self.plan.seconds, self.plan.connections)
-        return Measured(variant, result, committed(self.db) - before)
+        return Measured(variant, result, committed(self.db) - before, warm)
 
     def round_trip(self, delay_ms: float) -> float:
         with gunicorn(self.served("none", delay_ms), self.probe) as port:
@@ -144,6 +149,9 @@ def main(argv: list[str]) -> int:
         for delay in (0.0, plan.delay_ms):
             say(f"== added database latency {delay:g} ms")
             phases[delay] = measure_phase(bench, delay)
+    except BaseException:
+        say(f"logs kept in {logdir}")
+        raise
     finally:
         delete_own_keys(redis_url)
     env = environment(plan, db, redis_url, wrk, requests.top_tenth_share, trips)
@@ -152,7 +160,11 @@ def main(argv: list[str]) -> int:
     found = problems(phases)
     for problem in found:
         print(f"FAILED: {problem}", file=sys.stderr)
-    return 1 if found else 0
+    if found:
+        say(f"logs kept in {logdir}")
+        return 1
+    shutil.rmtree(logdir, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

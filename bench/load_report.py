@@ -41,17 +41,24 @@ STARTUP_QUERIES = 10
 
 @dataclass(frozen=True)
 class Measured:
+    """A measured wrk run, the unmeasured one before it, and the queries of both."""
+
     variant: str
     result: Result
     queries: int
+    warm: Result
+
+    @property
+    def requests(self) -> int:
+        return self.result.requests + self.warm.requests
 
     @property
     def qps(self) -> float:
-        return self.queries / self.result.seconds
+        return self.queries / (self.result.seconds + self.warm.seconds)
 
     @property
     def per_request(self) -> float:
-        return self.queries / max(1, self.result.requests)
+        return self.queries / max(1, self.requests)
 
     def line(self) -> str:
         r = self.result
@@ -67,11 +74,12 @@ def problems(phases: dict[float, list[Measured]]) -> list[str]:
     for delay, runs in phases.items():
         for m in runs:
             where = f"{m.variant} at +{delay:g} ms"
-            if any(m.result.errors.values()):
-                found.append(f"{where}: wrk errors {m.result.errors}")
+            for result in (m.warm, m.result):
+                if any(result.errors.values()):
+                    found.append(f"{where}: wrk errors {result.errors}")
             if m.variant == "none" and m.per_request < MIN_UNCACHED_QUERIES:
                 found.append(f"{where}: {m.per_request:.3f} queries/request, expected ~1")
-            allowed = MAX_CACHED_QUERIES * m.result.requests + STARTUP_QUERIES * WORKERS * THREADS
+            allowed = MAX_CACHED_QUERIES * m.requests + STARTUP_QUERIES * WORKERS * THREADS
             if m.variant != "none" and m.queries > allowed:
                 found.append(f"{where}: {m.queries} queries, at most {allowed:.0f} expected")
     return found
@@ -169,7 +177,7 @@ def environment(
         ),
         (
             "Client",
-            f"{(wrk_line.split() or ['wrk'])[:2][-1]}: 1 thread, "
+            f"wrk {[*wrk_line.split(), '?', '?'][1]}: 1 thread, "
             f"{plan.connections} keep-alive connections, {plan.seconds:g} s per run",
         ),
         ("Rounds", f"{plan.rounds}, each variant once per round, order rotated"),
@@ -183,6 +191,7 @@ def environment(
             f"{pg} at {db.config['HOST']}:{db.config['PORT']} / {redis_version} at {redis_url}",
         ),
         ("django-cacheops", metadata.version("django-cacheops")),
+        ("Added database latency", "a sleep before each statement, in the app (execute wrapper)"),
         ("SELECT 1 round trip in the app (median)", trip_text),
     ]
 
