@@ -8,6 +8,7 @@ added. See docs/benchmarks-load.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import signal
 import sys
@@ -20,9 +21,9 @@ if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import settings as bench_settings
-from bench.load_report import Measured, environment, problems, report
+from bench.load_report import Phase, Run, environment, problems, report
 from bench.load_report import render as render_report
-from bench.load_server import Served, check_pages, committed, gunicorn, round_trip_ms
+from bench.load_server import PROBES, Served, check_pages, committed, gunicorn, round_trip_ms
 from bench.load_setup import (
     Database,
     delete_own_keys,
@@ -32,12 +33,14 @@ from bench.load_setup import (
     seed,
     usernames,
 )
-from bench.load_wrk import mix, run, write_script
+from bench.load_wrk import Result, mix, run, write_script
 
 VARIANTS = ("none", "cachestrat", "cacheops")
 CACHED = ("cachestrat", "cacheops")
 PROFILES = 1000
-#: wrk's unmeasured run on each fresh server before the measured one.
+#: Pages whose answer is checked on each server before it is loaded.
+CHECKED = 50
+#: wrk's unmeasured run on each server before the measured ones.
 WARM_SECONDS = 1.0
 
 
@@ -49,15 +52,15 @@ class Plan:
     delay_ms: float
 
 
-FULL = Plan(rounds=4, seconds=6, connections=16, delay_ms=1.0)
-QUICK = Plan(rounds=1, seconds=3, connections=16, delay_ms=1.0)
+FULL = Plan(rounds=8, seconds=4, connections=16, delay_ms=1.0)
+QUICK = Plan(rounds=2, seconds=2, connections=16, delay_ms=1.0)
 
 
 def parse(argv: list[str]) -> tuple[Plan, Path | None]:
     parser = argparse.ArgumentParser(prog="bench/load.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one round of 3 s runs")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 4, quick 1)")
-    parser.add_argument("--seconds", type=float, help="length of one measured wrk run (default 6)")
+    parser.add_argument("--quick", action="store_true", help="two rounds of 2 s runs")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 8, quick 2)")
+    parser.add_argument("--seconds", type=float, help="length of one measured wrk run (default 4)")
     parser.add_argument("--connections", type=int, help="wrk connections (default 16)")
     parser.add_argument("--delay-ms", type=float, help="added database latency (default 1)")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write Markdown here")
@@ -78,48 +81,70 @@ def parse(argv: list[str]) -> tuple[Plan, Path | None]:
 class Bench:
     plan: Plan
     wrk: str
-    db: Database
+    dbs: dict[str, Database]  # one copy of the database per variant
     redis_url: str
     logdir: Path
     script: Path
     names: list[str]
 
     def served(self, variant: str, delay_ms: float) -> Served:
-        return Served(variant, delay_ms, self.db, self.redis_url, self.logdir)
+        return Served(variant, delay_ms, self.dbs[variant], self.redis_url, self.logdir)
+
+    def load(self, port: int, seconds: float) -> Result:
+        return run(self.wrk, port, self.script, seconds, self.plan.connections)
+
+    def fill(self) -> None:
+        """Ask each cached variant for every page once, so that the runs find a warm cache."""
+        for variant in CACHED:
+            with gunicorn(self.served(variant, 0), self.probe) as port:
+                check_pages(port, self.names)
 
     @property
     def probe(self) -> str:
         return f"/u/{self.names[0]}/"
 
-    def measure(self, variant: str, delay_ms: float) -> Measured:
-        """A wrk run against a fresh gunicorn, and the queries the database ran meanwhile."""
-        before = committed(self.db)
-        with gunicorn(self.served(variant, delay_ms), self.probe) as port:
+    def phase(self, delay_ms: float) -> Phase:
+        """Serve every variant at once, each from its own database, and rotate the runs.
+
+        The queries of a variant are its database's, counted from before its server
+        starts until after it stops.
+        """
+        before = {v: committed(db) for v, db in self.dbs.items()}
+        with contextlib.ExitStack() as stack:
+            ports = {
+                v: stack.enter_context(gunicorn(self.served(v, delay_ms), self.probe))
+                for v in VARIANTS
+            }
+            trip = round_trip_ms(ports["none"])
+            for port in ports.values():
+                check_pages(port, self.names[:CHECKED])
+            extra = dict.fromkeys(VARIANTS, 1 + CHECKED)  # the readiness probe, the checks
             # Unmeasured first: the workers' first requests (templates, connections).
-            warm = run(self.wrk, port, self.script, WARM_SECONDS, self.plan.connections)
-            result = run(self.wrk, port, self.script, self.plan.seconds, self.plan.connections)
-        return Measured(variant, result, committed(self.db) - before, warm)
+            warm = {v: self.load(port, WARM_SECONDS) for v, port in ports.items()}
+            runs = self.rotate(ports)
+        queries = {v: committed(db) - before[v] for v, db in self.dbs.items()}
+        queries["none"] -= PROBES  # the round-trip probe's own statements
+        return Phase(delay_ms, trip, runs, warm, extra, queries)
 
-    def round_trip(self, delay_ms: float) -> float:
-        with gunicorn(self.served("none", delay_ms), self.probe) as port:
-            check_pages(port, self.names[:50])
-            return round_trip_ms(port)
-
-    def warm(self) -> None:
-        """Fill each cache with every profile, checking every page on the way."""
-        for variant in CACHED:
-            with gunicorn(self.served(variant, 0), self.probe) as port:
-                check_pages(port, self.names)
+    def rotate(self, ports: dict[str, int]) -> list[Run]:
+        """Every variant once per round, in an order rotated each round."""
+        runs = []
+        for n in range(self.plan.rounds):
+            for variant in VARIANTS[n % 3 :] + VARIANTS[: n % 3]:
+                runs.append(Run(variant, self.load(ports[variant], self.plan.seconds)))
+                say(f"  {runs[-1].line()}")
+        return runs
 
 
-def measure_phase(bench: Bench, delay_ms: float) -> list[Measured]:
-    """Every variant once per round, in an order rotated each round."""
-    runs = []
-    for n in range(bench.plan.rounds):
-        for variant in VARIANTS[n % 3 :] + VARIANTS[: n % 3]:
-            runs.append(bench.measure(variant, delay_ms))
-            say(f"  {runs[-1].line()}")
-    return runs
+def prepare(db: Database, served: Served, names: list[str]) -> dict[str, Database]:
+    """The database with its profiles, copied once per variant."""
+    recreate(db)
+    migrate(served.env())
+    seed(db, names)
+    copies = {v: db.copy(v) for v in VARIANTS}
+    for copy in copies.values():
+        recreate(copy, template=db)
+    return copies
 
 
 def say(text: str) -> None:
@@ -136,25 +161,22 @@ def main(argv: list[str]) -> int:
     names = usernames(PROFILES)
     requests = mix(names)
     write_script(logdir / "mix.lua", requests)
-    bench = Bench(plan, wrk, db, redis_url, logdir, logdir / "mix.lua", names)
     say(f"== set-up: database {db.name}, {PROFILES:,} profiles; logs in {logdir}")
-    recreate(db)
-    migrate(bench.served("none", 0).env())
-    seed(db, names)
+    dbs = prepare(db, Served("none", 0, db, redis_url, logdir), names)
+    bench = Bench(plan, wrk, dbs, redis_url, logdir, logdir / "mix.lua", names)
     delete_own_keys(redis_url)
     try:
-        trips = {0.0: bench.round_trip(0), plan.delay_ms: bench.round_trip(plan.delay_ms)}
-        bench.warm()
-        phases = {}
+        bench.fill()
+        phases = []
         for delay in (0.0, plan.delay_ms):
             say(f"== added database latency {delay:g} ms")
-            phases[delay] = measure_phase(bench, delay)
+            phases.append(bench.phase(delay))
     except BaseException:
         say(f"logs kept in {logdir}")
         raise
     finally:
         delete_own_keys(redis_url)
-    env = environment(plan, db, redis_url, wrk, requests.top_tenth_share, trips)
+    env = environment(plan, db, redis_url, wrk, requests.top_tenth_share, phases)
     result = report(env, phases)
     print(render_report(result, markdown))
     found = problems(phases)

@@ -30,58 +30,71 @@ LABELS = {
 }
 
 #: A request of the uncached page runs one query. A cached page runs none once the cache is
-#: warm, but each run starts fresh workers: a worker's first call checks the database for
-#: invalidations that missed Redis (one transaction), and the requests its other threads
-#: serve meanwhile read the database (fail-open). So a cached run may run 1% of its
-#: requests in queries, plus STARTUP_QUERIES for each server thread.
+#: warm, but a worker's first cache call checks the database for invalidations that missed
+#: Redis (one transaction), and the requests its other threads serve meanwhile read the
+#: database (fail-open). So a cached variant may run 1% of its requests in queries, plus
+#: STARTUP_QUERIES for each server thread.
 MIN_UNCACHED_QUERIES = 0.95
 MAX_CACHED_QUERIES = 0.01
 STARTUP_QUERIES = 10
 
 
 @dataclass(frozen=True)
-class Measured:
-    """A measured wrk run, the unmeasured one before it, and the queries of both."""
+class Run:
+    """One measured wrk run of one variant."""
 
     variant: str
     result: Result
-    queries: int
-    warm: Result
-
-    @property
-    def requests(self) -> int:
-        return self.result.requests + self.warm.requests
-
-    @property
-    def qps(self) -> float:
-        return self.queries / (self.result.seconds + self.warm.seconds)
-
-    @property
-    def per_request(self) -> float:
-        return self.queries / max(1, self.requests)
 
     def line(self) -> str:
         r = self.result
         return (
-            f"{self.variant:10} {r.rps:8,.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
-            f"p99 {r.p99_ms:6.2f} ms  {self.qps:8,.0f} queries/s"
+            f"{self.variant:10} {r.rps:8,.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
         )
 
 
-def problems(phases: dict[float, list[Measured]]) -> list[str]:
+@dataclass(frozen=True)
+class Phase:
+    """The runs at one added latency, and what each variant's database did meanwhile."""
+
+    delay_ms: float
+    round_trip_ms: float
+    runs: list[Run]
+    warm: dict[str, Result]  # the unmeasured wrk run of each variant
+    extra: dict[str, int]  # requests sent besides wrk's: readiness probe, page checks
+    queries: dict[str, int]
+
+    def of(self, variant: str) -> list[Result]:
+        return [run.result for run in self.runs if run.variant == variant]
+
+    def requests(self, variant: str) -> int:
+        served = [*self.of(variant), self.warm[variant]]
+        return sum(r.requests for r in served) + self.extra[variant]
+
+    def per_request(self, variant: str) -> float:
+        return self.queries[variant] / max(1, self.requests(variant))
+
+    def qps(self, variant: str) -> float:
+        served = [*self.of(variant), self.warm[variant]]
+        return self.queries[variant] / sum(r.seconds for r in served)
+
+
+def problems(phases: list[Phase]) -> list[str]:
     """What shows a variant not doing what it says, or requests that failed."""
     found = []
-    for delay, runs in phases.items():
-        for m in runs:
-            where = f"{m.variant} at +{delay:g} ms"
-            for result in (m.warm, m.result):
+    for phase in phases:
+        for variant in LABELS:
+            where = f"{variant} at +{phase.delay_ms:g} ms"
+            for result in [phase.warm[variant], *phase.of(variant)]:
                 if any(result.errors.values()):
                     found.append(f"{where}: wrk errors {result.errors}")
-            if m.variant == "none" and m.per_request < MIN_UNCACHED_QUERIES:
-                found.append(f"{where}: {m.per_request:.3f} queries/request, expected ~1")
-            allowed = MAX_CACHED_QUERIES * m.requests + STARTUP_QUERIES * WORKERS * THREADS
-            if m.variant != "none" and m.queries > allowed:
-                found.append(f"{where}: {m.queries} queries, at most {allowed:.0f} expected")
+            queries, per_request = phase.queries[variant], phase.per_request(variant)
+            if variant == "none" and per_request < MIN_UNCACHED_QUERIES:
+                found.append(f"{where}: {per_request:.3f} queries/request, expected ~1")
+            allowed = MAX_CACHED_QUERIES * phase.requests(variant)
+            allowed += STARTUP_QUERIES * WORKERS * THREADS
+            if variant != "none" and queries > allowed:
+                found.append(f"{where}: {queries} queries, at most {allowed:.0f} expected")
     return found
 
 
@@ -98,49 +111,42 @@ HEADER = (
 )
 
 
-def _paired(runs: list[Measured], variant: str, attr: str) -> list[float]:
-    mine = [getattr(m.result, attr) for m in runs if m.variant == variant]
-    base = [getattr(m.result, attr) for m in runs if m.variant == "none"]
+def _paired(phase: Phase, variant: str, attr: str) -> list[float]:
+    mine = [getattr(r, attr) for r in phase.of(variant)]
+    base = [getattr(r, attr) for r in phase.of("none")]
     return [a / b for a, b in zip(mine, base, strict=True)]
 
 
-def _median(runs: list[Measured], variant: str, attr: str) -> float:
-    return statistics.median(getattr(m.result, attr) for m in runs if m.variant == variant)
-
-
-def section(title: str, runs: list[Measured]) -> Section:
+def section(phase: Phase) -> Section:
     lines = []
     for variant, label in LABELS.items():
-        mine = [m for m in runs if m.variant == variant]
         cells = [label]
         for attr, fmt in (("rps", "{:,.0f}"), ("p50_ms", "{:.2f}"), ("p99_ms", "{:.2f}")):
-            ratio = statistics.median(_paired(runs, variant, attr))
-            cells += [fmt.format(_median(runs, variant, attr)), f"{ratio:.2f}"]
-        cells.append(f"{statistics.median(m.qps for m in mine):,.0f}")
-        cells.append(f"{statistics.median(m.per_request for m in mine):.3f}")
+            value = statistics.median(getattr(r, attr) for r in phase.of(variant))
+            ratio = statistics.median(_paired(phase, variant, attr))
+            cells += [fmt.format(value), f"{ratio:.2f}"]
+        cells.append(f"{phase.qps(variant):,.0f}")
+        cells.append(f"{phase.per_request(variant):.3f}")
         lines.append(Line(tuple(cells)))
+    title = f"Profile page, database latency added: {phase.delay_ms:g} ms"
     return Section(title, HEADER, lines)
 
 
-def targets(delay: float, runs: list[Measured]) -> list[Target]:
+def targets(phase: Phase) -> list[Target]:
     out = []
     for top, bottom in (("cachestrat", "none"), ("cacheops", "none"), ("cachestrat", "cacheops")):
-        a = [m.result.rps for m in runs if m.variant == top]
-        b = [m.result.rps for m in runs if m.variant == bottom]
+        a = [r.rps for r in phase.of(top)]
+        b = [r.rps for r in phase.of(bottom)]
         per_round = [x / y for x, y in zip(a, b, strict=True)]
-        name = f"req/s {top} ÷ {bottom}, +{delay:g} ms"
+        name = f"req/s {top} ÷ {bottom}, +{phase.delay_ms:g} ms"
         value = statistics.median(a) / statistics.median(b)
         out.append(Target(name, value, per_round=summarize(per_round)))
     return out
 
 
-def report(env: list[tuple[str, str]], phases: dict[float, list[Measured]]) -> Report:
-    sections, all_targets = [], []
-    for delay, runs in phases.items():
-        title = f"Profile page, database latency added: {delay:g} ms"
-        sections.append(section(title, runs))
-        all_targets += targets(delay, runs)
-    return Report(env, sections, all_targets)
+def report(env: list[tuple[str, str]], phases: list[Phase]) -> Report:
+    sections = [section(phase) for phase in phases]
+    return Report(env, sections, [t for phase in phases for t in targets(phase)])
 
 
 def render(result: Report, markdown: Path | None) -> str:
@@ -155,7 +161,7 @@ def environment(
     redis_url: str,
     wrk: str,
     top_share: float,
-    trips: dict[float, float],
+    phases: list[Phase],
 ) -> list[tuple[str, str]]:
     with db.connect() as conn:
         row = conn.execute("SHOW server_version").fetchone()
@@ -164,7 +170,7 @@ def environment(
     redis_version = str(client.info("server")["redis_version"])
     client.close()
     wrk_line = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
-    trip_text = "; ".join(f"+{d:g} ms: {ms:.2f} ms" for d, ms in trips.items())
+    trip_text = "; ".join(f"+{p.delay_ms:g} ms: {p.round_trip_ms:.2f} ms" for p in phases)
     return [
         ("Date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("Machine", f"{_cpu()}, {os.cpu_count()} cores, {platform.platform()}"),
@@ -180,7 +186,7 @@ def environment(
             f"wrk {[*wrk_line.split(), '?', '?'][1]}: 1 thread, "
             f"{plan.connections} keep-alive connections, {plan.seconds:g} s per run",
         ),
-        ("Rounds", f"{plan.rounds}, each variant once per round, order rotated"),
+        ("Rounds", f"{plan.rounds} per added latency, each variant once, order rotated"),
         (
             "Request mix",
             f"{MIX_LENGTH:,} requests over 1,000 profiles, Zipf s={ZIPF_S:g}: "

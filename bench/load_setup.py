@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Profile, the statistics our app publishes, and cacheops' keys (its prefix is set).
 OWN_PATTERNS = ("cs:accounts.profile:*", "cs:stats:*", "cacheops:*")
 
+#: The database used when ``BENCH_DATABASE`` is not set.
+DEFAULT_NAME = "cachestrat_load"
+
 WORDS = [
     "cache",
     "redis",
@@ -48,7 +51,16 @@ class Database:
 
     @classmethod
     def from_settings(cls) -> Database:
-        return cls(dict(bench_settings.DATABASES["default"]))
+        """``BENCH_DATABASE``'s database; by default ``DEFAULT_NAME``, not the other benchmarks'
+        ``cachestrat_bench``, since this one drops and re-creates the whole database."""
+        config = dict(bench_settings.DATABASES["default"])
+        if not os.environ.get("BENCH_DATABASE"):
+            config["NAME"] = DEFAULT_NAME
+        return cls(config)
+
+    def copy(self, suffix: str) -> Database:
+        """The same server's database named ``<name>_<suffix>``."""
+        return Database({**self.config, "NAME": f"{self.name}_{suffix}"})
 
     @property
     def name(self) -> str:
@@ -92,12 +104,16 @@ def ensure_wrk() -> str:
     return found
 
 
-def recreate(db: Database) -> None:
-    """Drop and create the benchmark database (through the ``postgres`` database)."""
+def recreate(db: Database, template: Database | None = None) -> None:
+    """Drop and create a database, empty or as a copy of ``template`` (through ``postgres``)."""
     with db.connect("postgres") as conn:
         name = sql.Identifier(db.name)
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        if template is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        else:
+            copy = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+            conn.execute(copy.format(name, sql.Identifier(template.name)))
 
 
 def migrate(env: dict[str, str]) -> None:

@@ -44,3 +44,13 @@ if LOAD_VARIANT == "cacheops":
 
 def cacheops_prefix(query: object) -> str:
     return "cacheops:"
+
+
+# Errors of the served pages go to gunicorn's log (Django sends them only to mail_admins
+# when DEBUG is off), where the benchmark points at them when a request fails.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"django.request": {"handlers": ["stderr"], "level": "WARNING"}},
+}

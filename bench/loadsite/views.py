@@ -11,9 +11,6 @@ from django.shortcuts import render
 
 from example_project.accounts.models import Profile
 
-#: ``SELECT 1`` statements timed by the probe.
-PROBES = 100
-
 
 def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
     """``example_project.accounts.views.profile_detail`` with ``objects`` for ``cached``."""
@@ -25,10 +22,10 @@ def profile_detail(request: HttpRequest, username: str) -> HttpResponse:
 
 
 def round_trip(request: HttpRequest) -> JsonResponse:
-    """The median time of ``SELECT 1`` through this process's database connection."""
+    """The median time of ``?statements=N`` ``SELECT 1`` through this process's connection."""
     times = []
     with connection.cursor() as cursor:
-        for _ in range(PROBES):
+        for _ in range(int(request.GET.get("statements", "100"))):
             start = time.perf_counter()
             cursor.execute("SELECT 1")
             cursor.fetchone()
