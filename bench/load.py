@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -124,7 +125,8 @@ class Bench:
             runs = self.rotate(ports)
         queries = {v: committed(db) - before[v] for v, db in self.dbs.items()}
         queries["none"] -= PROBES  # the round-trip probe's own statements
-        return Phase(delay_ms, trip, runs, warm, extra, queries)
+        errors = {v: self.served(v, delay_ms).fail_open_reads() for v in VARIANTS}
+        return Phase(delay_ms, trip, runs, warm, extra, queries, errors)
 
     def rotate(self, ports: dict[str, int]) -> list[Run]:
         """Every variant once per round, in an order rotated each round."""
@@ -154,6 +156,7 @@ def say(text: str) -> None:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     plan, markdown = parse(argv)
+    load_at_start = os.getloadavg()
     db = Database.from_settings()
     redis_url = bench_settings.REDIS_URL
     wrk = ensure_wrk()
@@ -176,7 +179,7 @@ def main(argv: list[str]) -> int:
         raise
     finally:
         delete_own_keys(redis_url)
-    env = environment(plan, db, redis_url, wrk, requests.top_tenth_share, phases)
+    env = environment(plan, db, redis_url, wrk, requests.top_tenth_share, phases, load_at_start)
     result = report(env, phases)
     print(render_report(result, markdown))
     found = problems(phases)

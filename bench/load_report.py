@@ -63,6 +63,7 @@ class Phase:
     warm: dict[str, Result]  # the unmeasured wrk run of each variant
     extra: dict[str, int]  # requests sent besides wrk's: readiness probe, page checks
     queries: dict[str, int]
+    redis_errors: dict[str, int]  # Redis calls that failed, served from the database
 
     def of(self, variant: str) -> list[Result]:
         return [run.result for run in self.runs if run.variant == variant]
@@ -108,6 +109,7 @@ HEADER = (
     "x no cache",
     "DB queries/s",
     "queries/req",
+    "Redis errors",
 )
 
 
@@ -127,6 +129,7 @@ def section(phase: Phase) -> Section:
             cells += [fmt.format(value), f"{ratio:.2f}"]
         cells.append(f"{phase.qps(variant):,.0f}")
         cells.append(f"{phase.per_request(variant):.3f}")
+        cells.append(f"{phase.redis_errors[variant]:,}")
         lines.append(Line(tuple(cells)))
     title = f"Profile page, database latency added: {phase.delay_ms:g} ms"
     return Section(title, HEADER, lines)
@@ -162,6 +165,7 @@ def environment(
     wrk: str,
     top_share: float,
     phases: list[Phase],
+    load_at_start: tuple[float, float, float],
 ) -> list[tuple[str, str]]:
     with db.connect() as conn:
         row = conn.execute("SHOW server_version").fetchone()
@@ -174,7 +178,10 @@ def environment(
     return [
         ("Date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         ("Machine", f"{_cpu()}, {os.cpu_count()} cores, {platform.platform()}"),
-        ("Load average at the end", " ".join(f"{n:.2f}" for n in os.getloadavg())),
+        (
+            "Load average (1, 5, 15 min)",
+            f"{_load(load_at_start)} at the start, {_load(os.getloadavg())} at the end",
+        ),
         ("Python / Django", f"{platform.python_version()} / {metadata.version('django')}"),
         (
             "Server",
@@ -200,6 +207,10 @@ def environment(
         ("Added database latency", "a sleep before each statement, in the app (execute wrapper)"),
         ("SELECT 1 round trip in the app (median)", trip_text),
     ]
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return " ".join(f"{n:.2f}" for n in averages)
 
 
 def _cpu() -> str:

@@ -22,6 +22,8 @@ from bench.load_setup import ROOT, Database
 WORKERS = 2
 THREADS = 4
 READY_TIMEOUT = 60.0
+#: What django_cachestrat logs (a warning) when a Redis call fails and the database serves.
+FAIL_OPEN_MESSAGE = "Redis unavailable, serving from the database"
 #: ``SELECT 1`` statements the round-trip probe times.
 PROBES = 100
 STOP_TIMEOUT = 15.0
@@ -36,6 +38,16 @@ class Served:
     db: Database
     redis_url: str
     logdir: Path
+
+    @property
+    def log(self) -> Path:
+        return self.logdir / f"gunicorn-{self.variant}-{self.delay_ms:g}ms.log"
+
+    def fail_open_reads(self) -> int:
+        """Reads served from the database because Redis failed, as the app logged them."""
+        if not self.log.exists():
+            return 0
+        return self.log.read_text(errors="replace").count(FAIL_OPEN_MESSAGE)
 
     def env(self) -> dict[str, str]:
         return {
@@ -59,7 +71,7 @@ def free_port() -> int:
 def gunicorn(served: Served, probe_path: str) -> Iterator[int]:
     """Start gunicorn, wait until ``probe_path`` answers 200, yield its port; stop it by pid."""
     port = free_port()
-    log = served.logdir / f"gunicorn-{served.variant}.log"
+    log = served.log
     cmd = [
         sys.executable,
         "-m",
