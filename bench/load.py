@@ -22,9 +22,18 @@ if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import settings as bench_settings
+from bench.load_cpu import CpuMeter
 from bench.load_report import Phase, Run, environment, problems, report
 from bench.load_report import render as render_report
-from bench.load_server import PROBES, Served, check_pages, committed, gunicorn, round_trip_ms
+from bench.load_server import (
+    PROBES,
+    Served,
+    Server,
+    check_pages,
+    committed,
+    gunicorn,
+    round_trip_ms,
+)
 from bench.load_setup import (
     Database,
     delete_own_keys,
@@ -97,8 +106,8 @@ class Bench:
     def fill(self) -> None:
         """Ask each cached variant for every page once, so that the runs find a warm cache."""
         for variant in CACHED:
-            with gunicorn(self.served(variant, 0), self.probe) as port:
-                check_pages(port, self.names)
+            with gunicorn(self.served(variant, 0), self.probe) as server:
+                check_pages(server.port, self.names)
 
     @property
     def probe(self) -> str:
@@ -112,30 +121,38 @@ class Bench:
         """
         before = {v: committed(db) for v, db in self.dbs.items()}
         with contextlib.ExitStack() as stack:
-            ports = {
+            servers = {
                 v: stack.enter_context(gunicorn(self.served(v, delay_ms), self.probe))
                 for v in VARIANTS
             }
-            trip = round_trip_ms(ports["none"])
-            for port in ports.values():
-                check_pages(port, self.names[:CHECKED])
+            trip = round_trip_ms(servers["none"].port)
+            for server in servers.values():
+                check_pages(server.port, self.names[:CHECKED])
             extra = dict.fromkeys(VARIANTS, 1 + CHECKED)  # the readiness probe, the checks
             # Unmeasured first: the workers' first requests (templates, connections).
-            warm = {v: self.load(port, WARM_SECONDS) for v, port in ports.items()}
-            runs = self.rotate(ports)
+            warm = {v: self.load(server.port, WARM_SECONDS) for v, server in servers.items()}
+            runs = self.rotate(servers)
         queries = {v: committed(db) - before[v] for v, db in self.dbs.items()}
         queries["none"] -= PROBES  # the round-trip probe's own statements
         errors = {v: self.served(v, delay_ms).fail_open_reads() for v in VARIANTS}
         return Phase(delay_ms, trip, runs, warm, extra, queries, errors)
 
-    def rotate(self, ports: dict[str, int]) -> list[Run]:
+    def rotate(self, servers: dict[str, Server]) -> list[Run]:
         """Every variant once per round, in an order rotated each round."""
         runs = []
         for n in range(self.plan.rounds):
             for variant in VARIANTS[n % 3 :] + VARIANTS[: n % 3]:
-                runs.append(Run(variant, self.load(ports[variant], self.plan.seconds)))
+                runs.append(self.measure(variant, servers[variant]))
                 say(f"  {runs[-1].line()}")
         return runs
+
+    def measure(self, variant: str, server: Server) -> Run:
+        """One wrk run, and the CPU the server's workers and its database's sessions spent."""
+        meter = CpuMeter(server.pid, self.dbs[variant])
+        meter.start()
+        result = self.load(server.port, self.plan.seconds)
+        app, pg = meter.stop()
+        return Run(variant, result, app, pg)
 
 
 def prepare(db: Database, served: Served, names: list[str]) -> dict[str, Database]:

@@ -45,11 +45,25 @@ class Run:
 
     variant: str
     result: Result
+    app_cpu: float  # seconds of CPU of the server's workers during the run
+    db_cpu: float  # seconds of CPU of its database's sessions during the run
+
+    @property
+    def app_ms(self) -> float:
+        """CPU milliseconds of the server's workers per request."""
+        return self.app_cpu * 1000 / max(1, self.result.requests)
+
+    @property
+    def db_ms(self) -> float:
+        """CPU milliseconds of PostgreSQL's sessions per request."""
+        return self.db_cpu * 1000 / max(1, self.result.requests)
 
     def line(self) -> str:
         r = self.result
         return (
-            f"{self.variant:10} {r.rps:8,.0f} req/s  p50 {r.p50_ms:6.2f} ms  p99 {r.p99_ms:6.2f} ms"
+            f"{self.variant:10} {r.rps:8,.0f} req/s  p50 {r.p50_ms:6.2f} ms  "
+            f"p99 {r.p99_ms:6.2f} ms  CPU/request: app {self.app_ms:.2f} ms, "
+            f"PostgreSQL {self.db_ms:.2f} ms"
         )
 
 
@@ -67,6 +81,9 @@ class Phase:
 
     def of(self, variant: str) -> list[Result]:
         return [run.result for run in self.runs if run.variant == variant]
+
+    def runs_of(self, variant: str) -> list[Run]:
+        return [run for run in self.runs if run.variant == variant]
 
     def requests(self, variant: str) -> int:
         served = [*self.of(variant), self.warm[variant]]
@@ -107,6 +124,9 @@ HEADER = (
     "x no cache",
     "p99 ms",
     "x no cache",
+    "app CPU ms/req",
+    "x no cache",
+    "DB CPU ms/req",
     "DB queries/s",
     "queries/req",
     "Redis errors",
@@ -114,19 +134,24 @@ HEADER = (
 
 
 def _paired(phase: Phase, variant: str, attr: str) -> list[float]:
-    mine = [getattr(r, attr) for r in phase.of(variant)]
-    base = [getattr(r, attr) for r in phase.of("none")]
+    mine = [_value(r, attr) for r in phase.runs_of(variant)]
+    base = [_value(r, attr) for r in phase.runs_of("none")]
     return [a / b for a, b in zip(mine, base, strict=True)]
+
+
+def _value(run: Run, attr: str) -> float:
+    return float(getattr(run, attr) if hasattr(run, attr) else getattr(run.result, attr))
 
 
 def section(phase: Phase) -> Section:
     lines = []
     for variant, label in LABELS.items():
         cells = [label]
-        for attr, fmt in (("rps", "{:,.0f}"), ("p50_ms", "{:.2f}"), ("p99_ms", "{:.2f}")):
-            value = statistics.median(getattr(r, attr) for r in phase.of(variant))
+        for attr in ("rps", "p50_ms", "p99_ms", "app_ms"):
+            value = statistics.median(_value(r, attr) for r in phase.runs_of(variant))
             ratio = statistics.median(_paired(phase, variant, attr))
-            cells += [fmt.format(value), f"{ratio:.2f}"]
+            cells += [f"{value:,.0f}" if attr == "rps" else f"{value:.2f}", f"{ratio:.2f}"]
+        cells.append(f"{statistics.median(r.db_ms for r in phase.runs_of(variant)):.2f}")
         cells.append(f"{phase.qps(variant):,.0f}")
         cells.append(f"{phase.per_request(variant):.3f}")
         cells.append(f"{phase.redis_errors[variant]:,}")

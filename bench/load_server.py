@@ -61,6 +61,12 @@ class Served:
         }
 
 
+@dataclass(frozen=True)
+class Server:
+    port: int
+    pid: int  # gunicorn's master process
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,8 +74,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(served: Served, probe_path: str) -> Iterator[int]:
-    """Start gunicorn, wait until ``probe_path`` answers 200, yield its port; stop it by pid."""
+def gunicorn(served: Served, probe_path: str) -> Iterator[Server]:
+    """Start gunicorn, wait until ``probe_path`` answers 200, yield it; stop it by pid."""
     port = free_port()
     log = served.log
     cmd = [
@@ -89,7 +95,7 @@ def gunicorn(served: Served, probe_path: str) -> Iterator[int]:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=served.env(), stdout=out, stderr=out)
     try:
         _wait_ready(proc, port, probe_path, log)
-        yield port
+        yield Server(port, proc.pid)
     finally:
         stop(proc)
 
