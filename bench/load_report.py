@@ -192,13 +192,7 @@ def environment(
     phases: list[Phase],
     load_at_start: tuple[float, float, float],
 ) -> list[tuple[str, str]]:
-    with db.connect() as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-        pg = str(row[0]) if row else "?"
-    client = redis.Redis.from_url(redis_url)
-    redis_version = str(client.info("server")["redis_version"])
-    client.close()
-    wrk_line = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
+    pg, redis_version, wrk_version = _versions(db, redis_url, wrk)
     trip_text = "; ".join(f"+{p.delay_ms:g} ms: {p.round_trip_ms:.2f} ms" for p in phases)
     return [
         ("Date", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
@@ -215,7 +209,7 @@ def environment(
         ),
         (
             "Client",
-            f"wrk {[*wrk_line.split(), '?', '?'][1]}: 1 thread, "
+            f"wrk {wrk_version}: 1 thread, "
             f"{plan.connections} keep-alive connections, {plan.seconds:g} s per run",
         ),
         ("Rounds", f"{plan.rounds} per added latency, each variant once, order rotated"),
@@ -232,6 +226,17 @@ def environment(
         ("Added database latency", "a sleep before each statement, in the app (execute wrapper)"),
         ("SELECT 1 round trip in the app (median)", trip_text),
     ]
+
+
+def _versions(db: Database, redis_url: str, wrk: str) -> tuple[str, str, str]:
+    """The versions of the PostgreSQL server, the Redis server and wrk."""
+    with db.connect() as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    client = redis.Redis.from_url(redis_url)
+    redis_version = str(client.info("server")["redis_version"])
+    client.close()
+    wrk_line = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout
+    return str(row[0]) if row else "?", redis_version, [*wrk_line.split(), "?", "?"][1]
 
 
 def _load(averages: tuple[float, float, float]) -> str:
