@@ -1,0 +1,1 @@
+"""The example project as the load benchmark serves it: PostgreSQL, Redis, one cache variant."""
