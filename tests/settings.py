@@ -19,7 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django_cachestrat",
     "tests.testapp",
-    "debug_toolbar",  # tests/test_panels.py; inert while DEBUG is off
+    "debug_toolbar",  # tests/observability/test_panels.py; inert while DEBUG is off
 ]
 if django.VERSION >= (6, 1):  # database-level on_delete (DB_CASCADE, DB_SET_NULL)
     INSTALLED_APPS.append("tests.dbcascade")
@@ -36,7 +36,7 @@ _DATABASE = {
 }
 DATABASES = {
     "default": _DATABASE,
-    # A second database (tests/test_databases.py): created only for tests that ask for it.
+    # A second database (tests/topology/test_databases.py): created only for tests that ask for it.
     "other": {**_DATABASE, "NAME": f"{_DATABASE['NAME']}_other"},
     # The default database under another alias (Django's test runner sees the same
     # database twice and opens it once), as a replica is in tests: routers may read through

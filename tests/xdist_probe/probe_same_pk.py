@@ -1,4 +1,4 @@
-"""Run by tests/test_xdist.py under pytest-xdist: each worker has a database of its own,
+"""Run by tests/testing/test_xdist.py under pytest-xdist: each worker has a database of its own,
 where the same pk names another row; each must be served its own row from the cache."""
 
 from __future__ import annotations

@@ -33,11 +33,11 @@ from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
 from tests.servers import LocalCluster, RedisServer, free_port
-from tests.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
+from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 from tests.testapp.models import Item, Team
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads see committed rows
-__all__ = ["local_cluster", "local_sentinel", "on_cluster"]  # fixtures of tests.test_cluster
+__all__ = ["local_cluster", "local_sentinel", "on_cluster"]  # fixtures of tests.topology.test_cluster
 
 T = TypeVar("T")
 
@@ -459,7 +459,7 @@ def test_a_unix_socket_server_and_a_settings_change_on_one_loop(tmp_path: Path) 
 def asgi_server() -> Iterator[str]:
     """uvicorn serving tests/asgi_app.py on a free port, stopped by pid."""
     port = free_port()
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),

@@ -21,7 +21,7 @@ from tests.factories import TeamFactory
 from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the workers read committed rows
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORKERS = 2
 
 

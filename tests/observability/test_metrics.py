@@ -226,7 +226,7 @@ def test_the_docs_and_the_dashboard_name_only_exported_metrics():
     for family in text_string_to_metric_families(text):
         suffixes = {"counter": ("_total",), "histogram": ("", "_bucket", "_count", "_sum")}
         names |= {family.name + s for s in suffixes.get(family.type, ("",))}
-    docs = Path(__file__).parents[1] / "docs"
+    docs = Path(__file__).parents[2] / "docs"
     for page in ("operations.md", "grafana-dashboard.json"):
         named = set(re.findall(r"\bcachestrat_[a-z_]+[a-z]", (docs / page).read_text()))
         named = {n for n in named if n != "cachestrat_stats"}  # the management command

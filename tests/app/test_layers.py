@@ -7,7 +7,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-PACKAGE = Path(__file__).parents[1] / "django_cachestrat"
+PACKAGE = Path(__file__).parents[2] / "django_cachestrat"
 
 
 def _module(path: Path) -> str:

@@ -364,7 +364,7 @@ def test_flush_counters_json_and_progress() -> None:
 def test_flush_counters_reports_every_failed_stripe_after_flushing_the_rest() -> None:
     from django.db import connection
 
-    from tests.test_counter_flush_errors import FREEZE, THAW, two_stripes
+    from tests.writebehind.test_counter_flush_errors import FREEZE, THAW, two_stripes
 
     pks = two_stripes()
     for pk in pks:

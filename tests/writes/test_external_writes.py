@@ -28,7 +28,7 @@ from tests.servers import RedisServer
 from tests.testapp.models import Profile
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """django_cachestrat.testing, as docs/testing.md shows it: every block between the
-``# docs:`` markers appears there word for word (tests/test_docs.py checks it)."""
+``# docs:`` markers appears there word for word (tests/app/test_docs.py checks it)."""
 
 from __future__ import annotations
 

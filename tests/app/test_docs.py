@@ -9,7 +9,7 @@ import pytest
 
 from django_cachestrat.conf import DEFAULTS
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 CHECKS_SOURCES = sorted((ROOT / "django_cachestrat").glob("checks*.py"))
 CHECKS_DOC = ROOT / "docs" / "checks.md"
 CONFIGURATION_DOC = ROOT / "docs" / "configuration.md"
@@ -51,7 +51,7 @@ def test_every_write_behind_key_is_documented(name: str) -> None:
 
 
 def test_the_testing_examples_are_the_tested_code() -> None:
-    source = (ROOT / "tests" / "test_testing_helpers.py").read_text()
+    source = (ROOT / "tests" / "testing" / "test_testing_helpers.py").read_text()
     example = source.split("# docs: pytest\n")[1].split("# docs: end")[0].strip()
     assert f"```python\n{example}\n```" in (ROOT / "docs" / "testing.md").read_text()
 

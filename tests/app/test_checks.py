@@ -27,7 +27,7 @@ from django_cachestrat.conf import DEFAULTS
 from django_cachestrat.options import OPTION_NAMES, is_cached, options_for
 from tests.testapp.models import Item, Place, Profile, ProfileProxy, Restaurant, Team
 
-CHECKS_SOURCES = sorted((Path(__file__).parents[1] / "django_cachestrat").glob("checks*.py"))
+CHECKS_SOURCES = sorted((Path(__file__).parents[2] / "django_cachestrat").glob("checks*.py"))
 
 
 class CustomRedisCache(RedisCache):  # type: ignore[misc]
