@@ -33,11 +33,12 @@ from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
 from tests.servers import LocalCluster, RedisServer, free_port
-from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 from tests.testapp.models import Item, Team
+from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads see committed rows
-__all__ = ["local_cluster", "local_sentinel", "on_cluster"]  # fixtures of tests.topology.test_cluster
+# Fixtures of tests.topology.test_cluster.
+__all__ = ["local_cluster", "local_sentinel", "on_cluster"]
 
 T = TypeVar("T")
 
