@@ -170,11 +170,12 @@ def sync() -> None:
 
 
 def _add(counter: Any, key: tuple[str, str], value: int) -> None:
-    delta = value - _exported.get(key, 0)
+    before = _exported.get(key, 0)
+    # A counter that went down was reset (stats.reset(), breaker.reset()): all it holds
+    # was counted since, and a Prometheus counter only goes up.
+    delta = value - before if value >= before else value
     if delta > 0:
         counter.inc(delta)
-    # A counter that went down was reset (stats.reset()): start again from its value,
-    # since a Prometheus counter only goes up.
     _exported[key] = value
 
 

@@ -58,6 +58,18 @@ def test_reads_are_counted_per_model():
         ), name
 
 
+def test_reads_after_a_statistics_reset_are_still_counted():
+    team = TeamFactory()
+    for _ in range(4):
+        Team.cached.get(pk=team.pk)
+    before = value(scrape(), "cachestrat_hits_total", model="testapp.team")
+    stats.reset()  # the process's counters start again from zero
+    Team.cached.get(pk=team.pk)
+    Team.cached.get(pk=team.pk)
+    after = value(scrape(), "cachestrat_hits_total", model="testapp.team")
+    assert after - before == 2
+
+
 def test_a_scrape_of_the_default_registry_is_up_to_date():
     """As django-prometheus's view or prometheus-client's own server would scrape it."""
     from prometheus_client import REGISTRY
