@@ -186,6 +186,10 @@ def _observe(label: str, kind: str, times: list[float]) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _lock
+    # Another thread of the parent (its statistics thread) may have held the lock at the
+    # fork, and that thread does not exist here to release it.
+    _lock = threading.Lock()
     # In multi-process mode a child's counters start from zero (its own files), while
     # its ModelStats start from the parent's totals: count only the child's own from here.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -274,3 +276,26 @@ def test_a_hit_exports_nothing_until_the_statistics_thread_syncs():
     for hook in stats.on_tick:  # what the statistics thread runs every PUBLISH_EVERY s
         hook()
     assert _exported_hits("testapp.team") == exported + 1
+
+
+def _sync_and_count_in_a_child(done: Any) -> None:
+    metrics.sync()  # the lock the parent held at the fork is not held here
+    stats.stats_for("testapp.forked")  # nor is the statistics' own
+    done.set()
+
+
+@pytest.mark.parametrize("lock", ["metrics", "stats"])
+def test_a_fork_while_a_lock_is_held_leaves_the_child_free(lock):
+    # Another thread of the parent (the statistics thread syncing, a first read of a
+    # model) may hold a lock at the very moment a server forks a worker.
+    metrics.install()
+    fork = multiprocessing.get_context("fork")
+    done = fork.Event()
+    held = {"metrics": metrics._lock, "stats": stats._lock}[lock]
+    with held:
+        child = fork.Process(target=_sync_and_count_in_a_child, args=(done,))
+        child.start()
+    finished = done.wait(10)
+    child.kill()
+    child.join(10)
+    assert finished, "the child hung on a lock held at the fork"
