@@ -40,7 +40,7 @@ COUNTED: dict[str, tuple[str, str]] = {
     ),
     "db_fallbacks": (
         "cachestrat_db_fallbacks",
-        "Rows read from the database without filling (lease wait over, Redis down).",
+        "Missed rows read from the database without filling (lease wait over, no fill).",
     ),
     "early_refreshes": ("cachestrat_early_refreshes", "Rows refreshed before expiry (XFetch)."),
     "invalidations": ("cachestrat_invalidations", "Rows (or flushes) invalidated, at commit."),
