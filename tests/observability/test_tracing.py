@@ -146,6 +146,19 @@ def test_async_reads_make_read_spans_too(spans, settings):
     assert models == ["testapp.team", "testapp.item", *["testapp.team"] * 3]
 
 
+def test_a_row_that_does_not_exist_is_an_answer_not_an_error(spans, settings):
+    settings.CACHESTRAT = {**settings.CACHESTRAT, "TRACING": {"ENABLED": True, "READS": True}}
+    for _ in range(2):  # a miss, then the cached "no such row"
+        with pytest.raises(Team.DoesNotExist):
+            Team.cached.get(pk=999_999)
+    with pytest.raises(Item.DoesNotExist):
+        Item.cached.get(code="nothing")
+    assert names(spans).count("cachestrat.get") == 3
+    for span in ours(spans):
+        assert span.status.status_code == StatusCode.UNSET, span.name
+        assert "error.type" not in span.attributes
+
+
 def test_tracing_off_makes_no_span(settings):
     settings.CACHESTRAT = {**settings.CACHESTRAT, "TRACING": {"ENABLED": False, "READS": True}}
     _exporter.clear()
