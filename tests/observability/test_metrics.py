@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from django_cachestrat import flush, metrics, stats
 from django_cachestrat.client import breaker
 from tests.factories import ProfileFactory, TeamFactory
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 from tests.testapp.models import Profile, Team
 
 pytestmark = pytest.mark.django_db
@@ -176,6 +176,20 @@ def test_redis_memory_per_node_and_up():
     assert value(samples, "cachestrat_redis_up") == 1
     assert value(samples, "cachestrat_redis_used_memory_bytes", node=node) > 0
     assert ("cachestrat_redis_maxmemory_bytes", (("node", node),)) in samples
+
+
+def test_a_redis_on_a_unix_socket_is_named_by_its_path(tmp_path):
+    socket_path = str(tmp_path / "redis.sock")
+    server = RedisServer("--unixsocket", socket_path)
+    server.start()
+    caches = {"default": {**server.caches()["default"], "LOCATION": f"unix://{socket_path}"}}
+    try:
+        with override_settings(CACHES=caches):
+            samples = scrape()
+    finally:
+        server.stop()
+    assert value(samples, "cachestrat_redis_up") == 1
+    assert value(samples, "cachestrat_redis_used_memory_bytes", node=f"unix:{socket_path}") > 0
 
 
 def connection_port() -> int:
