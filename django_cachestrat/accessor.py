@@ -86,6 +86,12 @@ class CachedAccessor(Generic[M]):
         """``get()`` for coroutines: a hit is served on the event loop, with no thread."""
         plan = plan_for(self.model)
         name, value = self._lookup("aget", plan, lookup)
+        if tracing.reads:  # TRACING["READS"], as get()
+            with tracing.span("get", plan.keys.label):
+                return await self._aget(plan, name, value)
+        return await self._aget(plan, name, value)
+
+    async def _aget(self, plan: ModelPlan, name: str, value: Any) -> M:
         if name == "pk":
             return await areads.aget(plan, value, self._db)  # type: ignore[return-value]
         return await areads.aget_by_lookup(plan, name, value, self._db)  # type: ignore[return-value]
@@ -93,7 +99,11 @@ class CachedAccessor(Generic[M]):
     async def aget_many(self, pks: Iterable[Any]) -> dict[Any, M]:
         """``get_many()`` for coroutines: the hits are served on the event loop."""
         self._check_pks("aget_many", pks)
-        return await areads.aget_many(plan_for(self.model), pks, self._db)  # type: ignore[return-value]
+        plan = plan_for(self.model)
+        if tracing.reads:  # TRACING["READS"], as get_many()
+            with tracing.span("get_many", plan.keys.label):
+                return await areads.aget_many(plan, pks, self._db)  # type: ignore[return-value]
+        return await areads.aget_many(plan, pks, self._db)  # type: ignore[return-value]
 
     def incr(self, pk: Any, field: str, by: int = 1) -> None:
         """Add ``by`` to a write-behind counter: one Redis round trip, flushed by Celery.

@@ -196,13 +196,26 @@ async def _closing(client: Any) -> AsyncIterator[None]:
         await _close(client)
 
 
-@afail_open
 async def amget(keys: list[str]) -> list[bytes | None]:
     """MGET through this loop's async client (split by slot on a Redis Cluster)."""
-    link = _link()
+    # NOTE: before the breaker, so that a call the sync path serves never takes the one
+    # probe the breaker lets through after a cool-down: the sync path must have it, or the
+    # breaker would stay open for as long as reads are async. A client that cannot be built
+    # (a Redis Cluster that does not answer) is the sync path's to report, under its breaker.
+    try:
+        link = _link()
+    except REDIS_ERRORS as exc:
+        raise Deferred(f"no async client: {exc}") from exc
     if link.mget is None:
         raise Deferred("no async client for this connection")
+    return await _amget(link, link.mget, keys)
+
+
+@afail_open
+async def _amget(
+    link: _Link, mget: Callable[..., Awaitable[list[Any]]], keys: list[str]
+) -> list[bytes | None]:
     if link.closer is None:
         link.closer = _closing(link.client)
         await anext(link.closer)
-    return await link.mget(keys)
+    return await mget(keys)

@@ -91,6 +91,8 @@ class CacheViews:
 
     def _moved(self, name: str) -> Any:
         def redirect(request: HttpRequest) -> HttpResponse:
+            if not can_view(request.user):  # as the page itself would answer
+                raise PermissionDenied
             url = reverse(f"{self.site.name}:{url_name(name)}")
             query = request.META.get("QUERY_STRING", "")
             return HttpResponseRedirect(f"{url}?{query}" if query else url)

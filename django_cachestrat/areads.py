@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import models, router
 
-from . import lookups, reads, signals
+from . import lookups, reads, requestlog, signals
 from .aclient import Deferred, amget
 from .client import Unavailable
 from .plan import ModelPlan
@@ -72,6 +72,8 @@ async def _count(plan: ModelPlan, hits: Sequence[Any], started: float, whole: bo
     if whole:
         stats.queries_saved += 1
         stats.hit_times.append((time.perf_counter() - started) * 1e6 / len(hits))
+    if (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.hits(plan.keys.label, len(hits), whole)
     if signals.hit.receivers:
         await signals.hit.asend(plan.model, pks=hits)
 
@@ -201,5 +203,7 @@ async def aget_by_lookup(
             instance = None
         # As the sync path: the pointer is believed only if the row still holds the value.
         if instance is not None and getattr(instance, field.attname) == value:
+            if (log := requestlog.active()) is not None:  # the row counted itself
+                log.lookup(plan.keys.label, pk, None)
             return instance
     return await _in_thread(lookups.get_by_lookup, *args)  # type: ignore[no-any-return]

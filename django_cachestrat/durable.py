@@ -29,6 +29,11 @@ def record(keys: Iterable[str], generations: Iterable[str]) -> None:
         return
     try:
         using = router.db_for_write(PendingInvalidation)
+        if transactions.holds_open_statement(using):
+            # SQLite would roll the open write back with a transaction of ours: this
+            # process keeps them (``pending``) and replays them once Redis answers.
+            logger.info("Missed invalidations kept by this process only (SQLite write open)")
+            return
         # A savepoint of its own: a failure here never breaks a transaction around it.
         with transaction.atomic(using=using):
             PendingInvalidation.objects.using(using).create(keys=keys, generations=generations)
@@ -48,9 +53,11 @@ def replay() -> int:
     send the same deletes, which is harmless.
     """
     using = router.db_for_write(PendingInvalidation)
-    if transactions.in_transaction(using):  # a test case's own blocks aside
+    if transactions.in_transaction(using) or transactions.holds_open_statement(using):
         # Never inside the caller's transaction: its locks would be held until the caller
         # commits, and its DELETE would count as the caller's write. Later, outside one.
+        # (A test case's own blocks aside.) Nor while a write on its connection is still
+        # open: SQLite would fail the commit and roll that write back with it.
         raise Unavailable("missed invalidations are replayed outside transactions")
     table = PendingInvalidation.objects.using(using)
     sent = 0

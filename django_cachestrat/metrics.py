@@ -40,7 +40,7 @@ COUNTED: dict[str, tuple[str, str]] = {
     ),
     "db_fallbacks": (
         "cachestrat_db_fallbacks",
-        "Rows read from the database without filling (lease wait over, Redis down).",
+        "Missed rows read from the database without filling (lease wait over, no fill).",
     ),
     "early_refreshes": ("cachestrat_early_refreshes", "Rows refreshed before expiry (XFetch)."),
     "invalidations": ("cachestrat_invalidations", "Rows (or flushes) invalidated, at commit."),
@@ -170,11 +170,12 @@ def sync() -> None:
 
 
 def _add(counter: Any, key: tuple[str, str], value: int) -> None:
-    delta = value - _exported.get(key, 0)
+    before = _exported.get(key, 0)
+    # A counter that went down was reset (stats.reset(), breaker.reset()): all it holds
+    # was counted since, and a Prometheus counter only goes up.
+    delta = value - before if value >= before else value
     if delta > 0:
         counter.inc(delta)
-    # A counter that went down was reset (stats.reset()): start again from its value,
-    # since a Prometheus counter only goes up.
     _exported[key] = value
 
 
@@ -185,6 +186,10 @@ def _observe(label: str, kind: str, times: list[float]) -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _lock
+    # Another thread of the parent (its statistics thread) may have held the lock at the
+    # fork, and that thread does not exist here to release it.
+    _lock = threading.Lock()
     # In multi-process mode a child's counters start from zero (its own files), while
     # its ModelStats start from the parent's totals: count only the child's own from here.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

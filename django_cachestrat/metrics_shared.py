@@ -77,12 +77,14 @@ def _infos() -> dict[str, dict[str, Any]]:
 
 
 def _node(client: Any) -> str:
-    """``host:port`` of a server; a Sentinel primary by its service name, since the
-    sentinels may move it."""
+    """``host:port`` of a server, ``unix:<path>`` of one on a Unix socket; a Sentinel
+    primary by its service name, since the sentinels may move it."""
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     if "host" not in kwargs and getattr(pool, "service_name", None):
         return f"sentinel:{pool.service_name}"
+    if "host" not in kwargs and kwargs.get("path"):
+        return f"unix:{kwargs['path']}"
     return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
 
 

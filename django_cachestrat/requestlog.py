@@ -54,6 +54,12 @@ class RequestLog:
         self._add(label, "misses", len(misses))
         self._add(label, "queries_saved", int(bool(hits) and not misses))
 
+    def hits(self, label: str, rows: int, whole: bool) -> None:
+        """Rows an async read served on the event loop; ``whole``: every row of the read
+        hit (its misses, if any, are counted by the sync path that reads them)."""
+        self._add(label, "hits", rows)
+        self._add(label, "queries_saved", int(whole))
+
     def lookup(self, label: str, pk: Any, missing: Any) -> None:
         """A lookup's pointer as read from Redis: None for a miss (a query follows), the
         ``missing`` marker for a cached "no such row" (a query saved), else a pk (the row

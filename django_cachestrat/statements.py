@@ -150,7 +150,8 @@ def _capture(
     _mark(None, None)
     result = execute(outcome.sql or sql, params, many, context)
     try:
-        _settle(outcome, context, conn.alias)
+        with transactions.settling(conn.alias):
+            _settle(outcome, context, conn.alias)
     except (Unavailable, *REDIS_ERRORS):
         raise  # FAIL_OPEN = False: the invalidation is kept for replay, and the error rises
     except Exception:  # the statement has run: never fail it now, flush instead

@@ -117,6 +117,10 @@ def reset() -> None:
 
 
 def _after_fork_in_child() -> None:
+    global _lock
+    # Another thread of the parent may have held the lock at the fork; it does not exist
+    # here to release it, and ensure_publisher() below takes it.
+    _lock = threading.Lock()
     # The parent publishes what it counted before the fork; the child only its own, from
     # a publisher thread of its own (threads do not survive a fork).
     for stats in _stats.values():

@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
+
 from .conf import conf
 
 __all__ = ["annotate", "configure", "enabled", "invalidation_span", "reads", "span", "traced"]
@@ -42,7 +44,8 @@ def span(operation: str, model: str | None = None, attributes: dict[str, Any] | 
     The span is named ``cachestrat.<operation>``; per the database semantic conventions
     ``db.system.name`` is ``redis`` and ``db.operation.name`` the operation; ``model``
     (``app_label.model``) becomes ``cachestrat.model``. An exception leaving the span sets
-    its status to ERROR, with ``error.type`` its class name, and goes on.
+    its status to ERROR, with ``error.type`` its class name, and goes on; but
+    ``Model.DoesNotExist`` is a read's answer and leaves the status unset.
     """
     if not enabled:
         return _NOTHING
@@ -67,6 +70,8 @@ def _span(operation: str, model: str | None, given: dict[str, Any]) -> Iterator[
     ) as current:
         try:
             yield current
+        except ObjectDoesNotExist:
+            raise  # "no such row" is a read's answer, as from the ORM, not a failure
         except BaseException as exc:
             current.set_attribute("error.type", type(exc).__qualname__)
             current.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))

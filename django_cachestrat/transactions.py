@@ -11,11 +11,13 @@ rolled back nothing it cached is believed again (see :func:`scope_tag`).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.db import connections
@@ -25,12 +27,14 @@ __all__ = [
     "ALL_ROWS",
     "TxState",
     "can_fill",
+    "holds_open_statement",
     "in_test_scope",
     "in_transaction",
     "is_model_touched",
     "is_touched",
     "released",
     "scope_tag",
+    "settling",
     "state_for",
 ]
 
@@ -146,6 +150,29 @@ def in_transaction(using: str) -> bool:
     """Whether writes on this connection wait for a commit (a test case's blocks aside)."""
     conn = connections[using]
     return conn.in_atomic_block and len(conn.atomic_blocks) > _test_depth(conn)
+
+
+#: Aliases whose write statement is still running its execute wrapper (statements.py).
+_settling: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "django_cachestrat_settling", default=frozenset()
+)
+
+
+@contextlib.contextmanager
+def settling(using: str) -> Iterator[None]:
+    """Around the invalidations a write statement sends from inside its execute wrapper."""
+    token = _settling.set(_settling.get() | {using})
+    try:
+        yield
+    finally:
+        _settling.reset(token)
+
+
+def holds_open_statement(using: str) -> bool:
+    """Whether a write on this connection is still open, so that no transaction may begin
+    or commit on it: SQLite keeps an ``INSERT ... RETURNING`` running until its rows are
+    read, and a commit then fails and rolls the write back."""
+    return using in _settling.get() and connections[using].vendor == "sqlite"
 
 
 def _commit(state: TxState) -> None:

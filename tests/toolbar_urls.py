@@ -44,6 +44,13 @@ def by_code(request: HttpRequest, code: str) -> HttpResponse:
         return HttpResponse(PAGE.format("none"))
 
 
+async def aby_code(request: HttpRequest, code: str) -> HttpResponse:
+    try:
+        return HttpResponse(PAGE.format((await Item.cached.aget(code=code)).pk))
+    except Item.DoesNotExist:
+        return HttpResponse(PAGE.format("none"))
+
+
 def write(request: HttpRequest) -> HttpResponse:
     """Two rows saved in one transaction (queued, then sent at commit), and two increments."""
     with transaction.atomic():
@@ -58,6 +65,7 @@ urlpatterns = [
     path("items/", items),
     path("aitems/", aitems),
     path("code/<str:code>/", by_code),
+    path("acode/<str:code>/", aby_code),
     path("write/", write),
     path("__debug__/", include("debug_toolbar.urls")),
 ]

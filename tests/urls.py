@@ -18,7 +18,7 @@ class ProfileAdmin(CacheInspectionAdminMixin, admin.ModelAdmin):  # type: ignore
 
 
 def team(request: HttpRequest, pk: int) -> JsonResponse:
-    """One cached read, and which process served it (tests/observability/test_metrics_gunicorn.py)."""
+    """One cached read and the process that served it (observability/test_metrics_gunicorn)."""
     return JsonResponse({"name": Team.cached.get(pk=pk).name, "pid": os.getpid()})
 
 

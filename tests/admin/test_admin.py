@@ -173,6 +173,11 @@ def test_the_first_urls_redirect_to_the_cache_entry(old, new):
     assert response["Location"] == reverse(new) + (f"?{query}" if query else "")
 
 
+@pytest.mark.parametrize("old", ["counterbatch/cache/", "counterbatch/cache/inspect/"])
+def test_the_first_urls_redirect_only_those_who_may_see_the_pages(old):
+    assert login().get(f"/admin/django_cachestrat/{old}").status_code == 403
+
+
 def test_the_first_urls_keep_their_permissions(client, redis_client):
     profile = cached_profile()
     old_act = "/admin/django_cachestrat/counterbatch/cache/act/"

@@ -205,3 +205,32 @@ def test_broker_url_of_an_embedded_redis_is_a_kombu_unix_socket_url(project):
         "redis+socket:///tmp/x/redis.socket?virtual_host=2",
         "redis://127.0.0.1:6379/3",
     ]
+
+
+def test_a_processs_first_write_on_sqlite_is_kept(project):
+    # The first Redis call of a process replays the missed invalidations kept in the
+    # database; here it comes from inside the INSERT itself (its absence is invalidated),
+    # while SQLite still holds the statement open.
+    script = (
+        "import django; django.setup()\n"
+        "from example_project.blog.models import Post\n"
+        "post = Post.objects.create(title='t', slug='first-write-kept', body='b')\n"
+        "print(Post.objects.filter(pk=post.pk).count(), Post.cached.get(pk=post.pk).slug)\n"
+    )
+    assert project.run("-c", script).split() == ["1", "first-write-kept"]
+
+
+def test_a_write_on_sqlite_while_redis_is_down_is_kept(project):
+    # The invalidation that Redis refused is kept for replay, from inside the INSERT.
+    script = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from django.test import override_settings\n"
+        "from example_project.blog.models import Post\n"
+        "from tests.servers import free_port\n"
+        "down = {**settings.CACHES['default'], 'LOCATION': f'redis://127.0.0.1:{free_port()}/0'}\n"
+        "with override_settings(CACHES={'default': down}):\n"
+        "    post = Post.objects.create(title='t', slug='kept-while-down', body='b')\n"
+        "print(Post.objects.filter(pk=post.pk).count())\n"
+    )
+    assert project.run("-c", script).split()[-1] == "1"

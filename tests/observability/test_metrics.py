@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -12,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from django_cachestrat import flush, metrics, stats
 from django_cachestrat.client import breaker
 from tests.factories import ProfileFactory, TeamFactory
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 from tests.testapp.models import Profile, Team
 
 pytestmark = pytest.mark.django_db
@@ -56,6 +58,18 @@ def test_reads_are_counted_per_model():
             value(after, sample, model="testapp.team") - value(before, sample, model="testapp.team")
             == gained
         ), name
+
+
+def test_reads_after_a_statistics_reset_are_still_counted():
+    team = TeamFactory()
+    for _ in range(4):
+        Team.cached.get(pk=team.pk)
+    before = value(scrape(), "cachestrat_hits_total", model="testapp.team")
+    stats.reset()  # the process's counters start again from zero
+    Team.cached.get(pk=team.pk)
+    Team.cached.get(pk=team.pk)
+    after = value(scrape(), "cachestrat_hits_total", model="testapp.team")
+    assert after - before == 2
 
 
 def test_a_scrape_of_the_default_registry_is_up_to_date():
@@ -164,6 +178,20 @@ def test_redis_memory_per_node_and_up():
     assert ("cachestrat_redis_maxmemory_bytes", (("node", node),)) in samples
 
 
+def test_a_redis_on_a_unix_socket_is_named_by_its_path(tmp_path):
+    socket_path = str(tmp_path / "redis.sock")
+    server = RedisServer("--unixsocket", socket_path)
+    server.start()
+    caches = {"default": {**server.caches()["default"], "LOCATION": f"unix://{socket_path}"}}
+    try:
+        with override_settings(CACHES=caches):
+            samples = scrape()
+    finally:
+        server.stop()
+    assert value(samples, "cachestrat_redis_up") == 1
+    assert value(samples, "cachestrat_redis_used_memory_bytes", node=f"unix:{socket_path}") > 0
+
+
 def connection_port() -> int:
     from django_cachestrat.client import connection as redis_connection
 
@@ -262,3 +290,26 @@ def test_a_hit_exports_nothing_until_the_statistics_thread_syncs():
     for hook in stats.on_tick:  # what the statistics thread runs every PUBLISH_EVERY s
         hook()
     assert _exported_hits("testapp.team") == exported + 1
+
+
+def _sync_and_count_in_a_child(done: Any) -> None:
+    metrics.sync()  # the lock the parent held at the fork is not held here
+    stats.stats_for("testapp.forked")  # nor is the statistics' own
+    done.set()
+
+
+@pytest.mark.parametrize("lock", ["metrics", "stats"])
+def test_a_fork_while_a_lock_is_held_leaves_the_child_free(lock):
+    # Another thread of the parent (the statistics thread syncing, a first read of a
+    # model) may hold a lock at the very moment a server forks a worker.
+    metrics.install()
+    fork = multiprocessing.get_context("fork")
+    done = fork.Event()
+    held = {"metrics": metrics._lock, "stats": stats._lock}[lock]
+    with held:
+        child = fork.Process(target=_sync_and_count_in_a_child, args=(done,))
+        child.start()
+    finished = done.wait(10)
+    child.kill()
+    child.join(10)
+    assert finished, "the child hung on a lock held at the fork"

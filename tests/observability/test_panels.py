@@ -138,6 +138,22 @@ def test_an_async_view_is_recorded() -> None:
     assert (counts["misses"], counts["hits"], counts["queries_saved"]) == (3, 3, 1)
 
 
+def test_async_hits_served_on_the_event_loop_are_recorded() -> None:
+    # On a loop of its own (as under uvicorn), not inside async_to_sync: the hits are then
+    # served by redis.asyncio on the loop, not by the sync path in a thread.
+    items = ItemFactory.create_batch(3)
+    Item.cached.get_many([item.pk for item in items])  # warm: every read below hits
+    Item.cached.get(code=items[0].code)
+
+    async def get(url: str) -> Any:
+        return await AsyncClient().get(url)
+
+    counts = figures(asyncio.run(get(f"/aitems/?pks={pks(*items)}")))
+    assert (counts["misses"], counts["hits"], counts["queries_saved"]) == (0, 6, 2)
+    counts = figures(asyncio.run(get(f"/acode/{items[0].code}/")))
+    assert (counts["lookup_hits"], counts["hits"], counts["queries_saved"]) == (1, 1, 1)
+
+
 def test_concurrent_threads_keep_their_own_figures() -> None:
     items = ItemFactory.create_batch(4)
     toolbar_urls.barrier = threading.Barrier(2, timeout=20)  # both views run at once

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterator
 from io import StringIO
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.test import override_settings
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -19,9 +21,9 @@ from opentelemetry.trace import StatusCode
 from django_cachestrat import flush, tracing
 from django_cachestrat.client import breaker
 from django_cachestrat.client import connection as redis_connection
-from tests.factories import ProfileFactory, TeamFactory
+from tests.factories import ItemFactory, ProfileFactory, TeamFactory
 from tests.servers import free_port
-from tests.testapp.models import Profile, Team
+from tests.testapp.models import Item, Profile, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -113,6 +115,48 @@ def test_reads_spans_hold_the_fill_of_a_miss(spans, settings):
     fill, read = ours(spans)
     assert (fill.name, read.name) == ("cachestrat.fill", "cachestrat.get")
     assert fill.parent.span_id == read.context.span_id
+
+
+@pytest.mark.django_db(transaction=True)  # the async misses read on a thread of their own
+def test_async_reads_make_read_spans_too(spans, settings):
+    settings.CACHESTRAT = {**settings.CACHESTRAT, "TRACING": {"ENABLED": True, "READS": True}}
+    team, cold, item = TeamFactory(), TeamFactory(), ItemFactory(code="t1")
+    Team.cached.get(pk=team.pk)
+    Item.cached.get(code="t1")
+    spans.clear()
+
+    async def read() -> None:  # a loop of its own: hits are served on it
+        await Team.cached.aget(pk=team.pk)
+        await Item.cached.aget(code=item.code)
+        await Team.cached.aget_many([team.pk])
+        await Team.cached.aget(pk=cold.pk)
+        await sync_to_async(connections.close_all)()  # the miss's thread
+
+    asyncio.run(read())
+    assert names(spans) == [
+        "cachestrat.get",
+        "cachestrat.get",
+        "cachestrat.get_many",
+        "cachestrat.fill",
+        "cachestrat.get",
+    ]
+    fill, read_span = ours(spans)[3:]
+    assert fill.parent.span_id == read_span.context.span_id
+    models = [s.attributes["cachestrat.model"] for s in ours(spans)]
+    assert models == ["testapp.team", "testapp.item", *["testapp.team"] * 3]
+
+
+def test_a_row_that_does_not_exist_is_an_answer_not_an_error(spans, settings):
+    settings.CACHESTRAT = {**settings.CACHESTRAT, "TRACING": {"ENABLED": True, "READS": True}}
+    for _ in range(2):  # a miss, then the cached "no such row"
+        with pytest.raises(Team.DoesNotExist):
+            Team.cached.get(pk=999_999)
+    with pytest.raises(Item.DoesNotExist):
+        Item.cached.get(code="nothing")
+    assert names(spans).count("cachestrat.get") == 3
+    for span in ours(spans):
+        assert span.status.status_code == StatusCode.UNSET, span.name
+        assert "error.type" not in span.attributes
 
 
 def test_tracing_off_makes_no_span(settings):

@@ -33,11 +33,12 @@ from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
 from tests.servers import LocalCluster, RedisServer, free_port
-from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 from tests.testapp.models import Item, Team
+from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads see committed rows
-__all__ = ["local_cluster", "local_sentinel", "on_cluster"]  # fixtures of tests.topology.test_cluster
+# Fixtures of tests.topology.test_cluster.
+__all__ = ["local_cluster", "local_sentinel", "on_cluster"]
 
 T = TypeVar("T")
 
@@ -297,6 +298,31 @@ def test_redis_unreachable_serves_the_database_and_trips_the_same_breaker(unreac
     assert got[5].pk == item.pk
     assert len(probe.reads) == 7  # every read from the database
     assert breaker.errors == 2 and breaker.is_open  # two failures, then no more attempts
+
+
+def blocking_pool_client() -> Redis:
+    """A client whose pool no async twin is derived from (``CONNECTION`` of the test below)."""
+    from django.conf import settings
+
+    return Redis(connection_pool=redis.BlockingConnectionPool.from_url(settings.REDIS_URL))
+
+
+def test_async_reads_on_the_sync_path_let_the_breaker_close_after_an_outage():
+    team = TeamFactory(name="back")
+    with override_settings(CACHESTRAT={"CONNECTION": f"{__name__}.blocking_pool_client"}):
+        Team.cached.get(pk=team.pk)
+        breaker.failure(threshold=1, cooldown=0.2)  # an outage, over by now
+        time.sleep(0.3)
+
+        async def body(probe: Probe) -> list[Any]:
+            return [await Team.cached.aget(pk=team.pk) for _ in range(3)]
+
+        got, probe = run(body)
+    # No async client here: the probe after the cool-down is the sync path's, and it closes
+    # the breaker, so the next reads are hits again.
+    assert [g.name for g in got] == ["back"] * 3
+    assert not breaker.is_open and breaker.failures == 0
+    assert len(probe.reads) <= 1
 
 
 def test_while_invalidations_are_pending_reads_take_the_sync_path(unreachable):
