@@ -14,7 +14,7 @@ from django.db import models, router
 from . import counters, replicas, signals
 from .client import Unavailable, connection, fail_open, new_generation, topology
 from .keys import KeySpace
-from .leases import MISSING, Entry, Loaded, Miss, leased
+from .leases import MISSING, Ahead, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
 from .serializers import ABSENT, ROW, CorruptPayload, Payload
 from .transactions import has_inserted, is_touched, scope_tag
@@ -98,6 +98,20 @@ class Generations:
             absent = _mget([self.keys.absent])[0] or _establish(self.keys.absent)
             self._absent = b"%s:%s" % (self.row, absent)
         return self._absent
+
+    @property
+    def absent_read(self) -> bytes | None:
+        """:meth:`absent_tag` if it was read already (before a fill's database read)."""
+        return self._absent
+
+    def ahead(self) -> Ahead | None:
+        """The absence generation, to read with a miss's leases unless it is known."""
+        return None if self._absent is not None else Ahead(self.keys.absent, self._take_absent)
+
+    def _take_absent(self, value: bytes | None) -> None:
+        with contextlib.suppress(Unavailable):  # unknown, a missing row is then not cached
+            absent = value or _establish(self.keys.absent)
+            self._absent = b"%s:%s" % (self.row, absent)
 
 
 def _read(space: KeySpace, keys: list[str], using: str) -> tuple[Generations, list[bytes | None]]:
@@ -292,7 +306,9 @@ def _resolve_rows(
 ) -> Any:
     generations.rescope(scope_tag(using, detect=True))
     generations.establish()
-    _read_absent_generation(generations)
+    # The absence generation must be read before the database (see _absent_entry): it
+    # rides in the first lease round trip instead of a round trip of its own.
+    ahead = generations.ahead()
 
     def decode(data: bytes) -> Any:
         return decode_row(plan, data, generations, using, refresh=False)
@@ -302,14 +318,14 @@ def _resolve_rows(
         if using in plan.replicas:  # a replica may lag: see replicas.py
             rows = replicas.fill_rows(plan, generations.keys, pks, using)
         else:
-            rows = {obj.pk: obj for obj in plan.fill_rows(using).filter(pk__in=pks)}
+            rows = {obj.pk: obj for obj in plan.fill_rows(using, pks)}
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
         per_row_us = spent_us // len(pks)  # what recomputing one row costs, for XFetch
         plan.stats.fill_times.append(spent_us / len(pks))
         return {pk: _row_entry(plan, rows.get(pk, MISSING), generations, per_row_us) for pk in pks}
 
-    return leased(plan, misses, decode, load, using, wait, stored)
+    return leased(plan, misses, decode, load, using, wait, stored, ahead)
 
 
 def _read_absent_generation(generations: Generations) -> None:
@@ -320,12 +336,12 @@ def _read_absent_generation(generations: Generations) -> None:
 
 
 def _absent_entry(plan: ModelPlan, generations: Generations) -> Entry:
-    if plan.negative_timeout <= 0 or not generations.ready:
+    # NOTE: only an absence generation read before the database read may tag a cached
+    # "no such row": an insert committed in between bumps it, so the marker is void.
+    tag = generations.absent_read
+    if plan.negative_timeout <= 0 or not generations.ready or tag is None:
         return Entry(MISSING, None)
-    try:
-        payload = plan.codec.dump_marker(ABSENT, generations.absent_tag())
-    except Unavailable:
-        return Entry(MISSING, None)
+    payload = plan.codec.dump_marker(ABSENT, tag)
     return Entry(MISSING, payload, plan.ttl_ms(plan.negative_timeout))
 
 

@@ -195,3 +195,37 @@ def count_queries_sql():
             return self.sql
 
     return Ctx(connection)
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a command or a pipeline was written to Redis (each is a round trip);
+    the commands still go to the real server."""
+    from redis.connection import AbstractConnection
+
+    sent = [0]
+    send = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, *args: object, **kwargs: object) -> None:
+        sent[0] += 1
+        send(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_miss_makes_three_round_trips(round_trips: list[int], exists: bool) -> None:
+    """The read, the lease with the absence generation beside it, and the fill (Item has
+    no write-behind counters, whose pending counts would be read too)."""
+    pk = ItemFactory().pk if exists else uuid.uuid4()
+    Item.cached.get_many([pk])  # the generations exist, as in any warm process
+    Item.cached.invalidate(pk)
+    round_trips[0] = 0
+    if exists:
+        assert Item.cached.get(pk=pk).pk == pk
+    else:
+        with pytest.raises(Item.DoesNotExist):
+            Item.cached.get(pk=pk)
+    assert round_trips[0] == 3
+    assert count_queries(lambda: Item.cached.get_many([pk]))[1] == 0  # and it was filled
