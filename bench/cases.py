@@ -204,13 +204,13 @@ class NaiveMiss:
     the same redis-py client as ours; the TTL is the app's ``TIMEOUT``.
     """
 
-    def __init__(self, client: Redis, ttl: int) -> None:
+    def __init__(self, client: Redis, ttl: int, name: str = "miss") -> None:
         self.client = client
         self.ttl = ttl
+        self.name = name  # variants drawing the same pks must not fill each other's keys
 
-    @staticmethod
-    def key(pk: int) -> str:
-        return f"naive:miss:{pk}"
+    def key(self, pk: int) -> str:
+        return f"naive:{self.name}:{pk}"
 
     def get(self, pk: int, extra_trip: bool = False) -> Any:
         key = self.key(pk)
@@ -232,6 +232,7 @@ def cache_miss(ctx: Context, calls: int) -> list[Variant]:
     (``PING``) through the same client, and the ORM get."""
     get = Article.cached.get
     naive = NaiveMiss(ctx.client, int(ctx.plan.timeout))
+    naive_trip = NaiveMiss(ctx.client, int(ctx.plan.timeout), "trip")
     ping = ctx.client.ping
     return [
         Variant(
@@ -251,9 +252,9 @@ def cache_miss(ctx: Context, calls: int) -> list[Variant]:
         Variant(
             "naive_trip",
             "naive miss + 1 round trip: GET, PING, SELECT, SET",
-            lambda pk: naive.get(pk, extra_trip=True),
+            lambda pk: naive_trip.get(pk, extra_trip=True),
             ctx.sample(calls),
-            prepare=naive.drop,
+            prepare=naive_trip.drop,
         ),
         Variant("ping", "one Redis round trip alone: PING", lambda _pk: ping(), ctx.sample(calls)),
         Variant(
