@@ -13,6 +13,7 @@ from django.db import models, router
 
 from . import counters, replicas, signals
 from .client import Unavailable, connection, fail_open, new_generation, topology
+from .fills import fill_one
 from .keys import KeySpace
 from .leases import MISSING, Ahead, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
@@ -317,7 +318,7 @@ def _resolve_rows(
         start = time.perf_counter()
         if using in plan.replicas:  # a replica may lag: see replicas.py
             rows = replicas.fill_rows(plan, generations.keys, pks, using)
-        else:
+        elif len(pks) != 1 or (rows := fill_one(plan, pks[0], using)) is None:  # type: ignore[assignment]
             rows = {obj.pk: obj for obj in plan.fill_rows(using, pks)}
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
