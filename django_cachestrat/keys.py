@@ -16,17 +16,19 @@ from django.utils import timezone
 __all__ = ["KeySpace", "StripeKeys", "key_part", "schema_hash"]
 
 #: Bumped when the payload format changes, so old payloads are never decoded.
-FORMAT_VERSION = "3"
+FORMAT_VERSION = "4"
 
 
-def schema_hash(model: type[models.Model]) -> str:
+def schema_hash(model: type[models.Model]) -> bytes:
     """A short hash of the concrete fields, carried in every payload: after a migration,
     a payload written by the other release reads as a miss."""
     parts = [FORMAT_VERSION]
     for field in model._meta.concrete_fields:
         kind = f"{type(field).__module__}.{type(field).__qualname__}"
         parts.append(f"{field.attname}:{field.column}:{kind}:{field.get_internal_type()}")
-    return hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).hexdigest()[:8]
+    # 4 bytes: a payload is checked against its own model's hash only, so 2^32 values
+    # keep two releases of one model apart as well as 8 hex digits did, in 5 bytes less.
+    return hashlib.sha1("|".join(parts).encode(), usedforsecurity=False).digest()[:4]
 
 
 def key_part(value: Any) -> str:

@@ -17,7 +17,7 @@ from .fills import fill_one
 from .keys import KeySpace
 from .leases import MISSING, Ahead, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
-from .serializers import ABSENT, ROW, CorruptPayload, Payload
+from .serializers import ABSENT, ROW, CorruptPayload, Payload, generation_tag
 from .transactions import has_inserted, is_touched, scope_tag
 
 __all__ = ["Generations", "get", "get_many", "refill"]
@@ -90,7 +90,7 @@ class Generations:
 
     def _retag(self) -> None:
         """The tag payloads must carry: the stored generation and the test scope."""
-        self.row = self._stored + self._scope if self._stored else UNSET
+        self.row = generation_tag(self._stored) + self._scope if self._stored else UNSET
         self._absent = None
 
     def absent_tag(self) -> bytes:
