@@ -17,7 +17,7 @@ from django.db.models.functions import Greatest
 
 from . import counter_saves, transactions
 from .client import Unavailable, connection, fail_open, pending, scripts, topology
-from .keys import KeySpace, StripeKeys, key_part
+from .keys import KeySpace, StripeKeys, claim_parts, stripe_member
 from .plan import ModelPlan
 
 __all__ = ["incr", "overlay", "version_keys"]
@@ -127,7 +127,7 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         return
     space = plan.space(using)  # the database the increment is for: its rows, its stripes
     stripe = space.stripe(space.stripe_of(pk, plan.stripes))
-    member = f"{field}:{key_part(pk)}"
+    member = stripe_member(field, pk)
     sequence_key = _sequence.key(stripe)
     number = _sequence.next()
     try:
@@ -247,7 +247,7 @@ def _counts(plan: ModelPlan, space: KeySpace, groups: dict[int, list[Any]]) -> l
 
 
 def _members(plan: ModelPlan, pks: list[Any]) -> list[str]:
-    return [f"{field}:{key_part(pk)}" for pk in pks for field in plan.options.counters]
+    return [stripe_member(field, pk) for pk in pks for field in plan.options.counters]
 
 
 def _add(
@@ -286,7 +286,7 @@ def _settle(
     index, pks = group
     for _ in range(5):
         version, claim, _, _ = result
-        batch_id = claim.rsplit(b":", 1)[0].decode() if claim else None
+        batch_id = claim_parts(claim)[0] if claim else None
         base, applied = _database_counts(plan, pks, batch_id, using)
         (latest,) = _counts_or_none(plan, space, {index: pks}) or [result]
         if latest[0] == version:

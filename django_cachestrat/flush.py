@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from .client import REDIS_ERRORS, connection, pending, scripts
 from .conf import conf
+from .keys import member_parts
 from .options import cached_models
 from .plan import ModelPlan, plan_for
 
@@ -300,7 +301,7 @@ def _by_row(plan: ModelPlan, deltas: dict[str, int]) -> tuple[Rows, list[Letter]
     rows: Rows = defaultdict(dict)
     letters: list[Letter] = []
     for member, delta in deltas.items():
-        field, _, text = member.partition(":")
+        field, text = member_parts(member)
         if not delta:
             continue
         problem = _field_problem(plan, field)
