@@ -13,8 +13,8 @@ from django.utils import timezone
 from . import stats
 from .client import REDIS_ERRORS, Unavailable, breaker, fail_open, topology
 from .conf import conf
+from .drain import counter_models
 from .eviction import MESSAGE, counter_labels, evicting_policies
-from .flush import counter_models
 from .keys import claim_parts
 from .models import CounterBatch, DeadLetter
 from .options import cached_models

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters, replicas, signals
+from . import counter_reads, replicas, signals
 from .client import Unavailable, connection, fail_open, new_generation, topology
 from .fills import fill_one
 from .keys import KeySpace
@@ -203,7 +203,7 @@ def get_many(
     using = using or router.db_for_read(plan.model)
     result = _rows(plan, clean, started, using)
     if plan.options.counters:
-        counters.overlay(plan, result[0], result[1], using)
+        counter_reads.overlay(plan, result[0], result[1], using)
     return result[0]
 
 
@@ -221,7 +221,7 @@ def _rows(
         return result, {}
     space = plan.space(using)
     keys = [space.row(pk) for pk in clean]
-    versions = counters.version_keys(plan, clean, using) if plan.options.counters else {}
+    versions = counter_reads.version_keys(plan, clean, using) if plan.options.counters else {}
     try:
         generations, values = _read(space, keys + list(versions.values()), using)
     except Unavailable:
