@@ -7,15 +7,14 @@ import dataclasses
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import django
 
+from bench.environment import code_version, cpu, progress, versions
 from bench.report import (
     Line,
     Report,
@@ -92,42 +91,6 @@ def parse(argv: list[str]) -> Options:
     return Options(plan, args.markdown, args.profile, parts)
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown"
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else "unknown"
-
-
-def _code_version() -> str:
-    """The commit measured, and whether the package had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = _git(root, "rev-parse", "--short", "HEAD")
-        dirty = _git(root, "status", "--porcelain", "--", "django_cachestrat")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{commit}{' with uncommitted changes in django_cachestrat/' if dirty else ''}"
-
-
-def _git(root: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
 def _run_line(plan: Plan, parts: tuple[str, ...]) -> str:
     done = []
     if "reads" in parts:
@@ -156,11 +119,11 @@ def environment(plan: Plan, parts: tuple[str, ...] = PARTS) -> list[tuple[str, s
     redis_server = get_redis_connection("default").info("server")["redis_version"]
     libs = ("Django", "redis", "hiredis", "django-redis", "msgpack", "psycopg")
     return [
-        ("CPU", f"{_cpu()}, {os.cpu_count()} cores"),
+        ("CPU", f"{cpu()}, {os.cpu_count()} cores"),
         ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
-        ("Libraries", ", ".join(f"{name} {_version(name)}" for name in libs)),
+        ("Libraries", versions(libs)),
         ("Servers", f"PostgreSQL {postgres}, Redis {redis_server}, both on this host over TCP"),
-        ("Code", _code_version()),
+        ("Code", code_version()),
         ("Run", _run_line(plan, parts)),
     ]
 
