@@ -197,9 +197,43 @@ def _invalidate(pks: Sequence[int]) -> None:
     Article.cached.invalidate(*pks)
 
 
+class NaiveMiss:
+    """Hand-written cache-aside: ``GET``; on a miss ``SELECT`` and ``SET`` with a TTL.
+
+    The payload is a plain msgpack list of the values (see :func:`plain_value`), sent through
+    the same redis-py client as ours; the TTL is the app's ``TIMEOUT``.
+    """
+
+    def __init__(self, client: Redis, ttl: int, name: str = "miss") -> None:
+        self.client = client
+        self.ttl = ttl
+        self.name = name  # variants drawing the same pks must not fill each other's keys
+
+    def key(self, pk: int) -> str:
+        return f"naive:{self.name}:{pk}"
+
+    def get(self, pk: int, extra_trip: bool = False) -> Any:
+        key = self.key(pk)
+        data = self.client.get(key)
+        if data is not None:
+            return data
+        if extra_trip:  # one more round trip where ours takes its lease
+            self.client.ping()
+        obj = Article.objects.get(pk=pk)
+        self.client.set(key, msgpack.packb([plain_value(v) for v in _values(obj)]), ex=self.ttl)
+        return obj
+
+    def drop(self, pks: Sequence[int]) -> None:
+        self.client.delete(*[self.key(pk) for pk in pks])
+
+
 def cache_miss(ctx: Context, calls: int) -> list[Variant]:
-    """(d) A miss after ``invalidate``: MGET, lease, SELECT, fill; against the ORM get."""
+    """(d) A miss after ``invalidate``: against a naive cache-aside miss, one Redis round trip
+    (``PING``) through the same client, and the ORM get."""
     get = Article.cached.get
+    naive = NaiveMiss(ctx.client, int(ctx.plan.timeout))
+    naive_trip = NaiveMiss(ctx.client, int(ctx.plan.timeout), "trip")
+    ping = ctx.client.ping
     return [
         Variant(
             "miss",
@@ -208,6 +242,21 @@ def cache_miss(ctx: Context, calls: int) -> list[Variant]:
             ctx.sample(calls),
             prepare=_invalidate,
         ),
+        Variant(
+            "naive_miss",
+            "naive miss: GET, SELECT (objects.get), SET with a TTL",
+            naive.get,
+            ctx.sample(calls),
+            prepare=naive.drop,
+        ),
+        Variant(
+            "naive_trip",
+            "naive miss + 1 round trip: GET, PING, SELECT, SET",
+            lambda pk: naive_trip.get(pk, extra_trip=True),
+            ctx.sample(calls),
+            prepare=naive_trip.drop,
+        ),
+        Variant("ping", "one Redis round trip alone: PING", lambda _pk: ping(), ctx.sample(calls)),
         Variant(
             "miss_orm",
             "Article.objects.get(pk=) — PostgreSQL",

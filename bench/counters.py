@@ -9,7 +9,7 @@ GIL (web workers are processes too). Every variant runs in every round, cut into
 in rotating order, and medians of the per-round figures are compared.
 
 (b) Flushing: 100,000 increments spread over 10,000 rows are put in with ``cached.incr``
-(real pending increments in the app's own stripes), then ``flush_all()`` is timed, its SQL
+(real pending increments in the app's own stripes), then ``drain_all()`` is timed, its SQL
 statements are counted, and the database totals are checked against the increments.
 
 ``run()`` returns the sections and targets (``bench/report.py``) for another runner to print.
@@ -28,7 +28,6 @@ import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -36,11 +35,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bench.environment import code_version, cpu, progress, versions
 from bench.report import (
     Line,
     Report,
@@ -51,7 +50,7 @@ from bench.report import (
     timing_target,
     verdict_line,
 )
-from bench.timing import summarize
+from bench.timing import rotated, summarize
 
 #: Every Redis key this module writes besides the model's namespace (``cs:benchapp.post:*``).
 OWN_PREFIX = "bench:counters:"
@@ -109,10 +108,6 @@ CASES = (
 )
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # --- load -------------------------------------------------------------------------------
 
 
@@ -133,20 +128,6 @@ def wait_for_quiet(limit: float = QUIET_LOAD, pause: int = 60, longest: int = 60
 # --- set-up and clean-up ----------------------------------------------------------------
 
 
-def create_table() -> None:
-    """Drop the post table if present and let ``migrate --run-syncdb`` create it anew, the
-    way ``bench/database.py`` creates the other benchmark tables."""
-    from django.core.management import call_command
-    from django.db import connection
-
-    from bench.benchapp.models import Post
-
-    if Post._meta.db_table in connection.introspection.table_names():
-        with connection.schema_editor() as editor:
-            editor.delete_model(Post)
-    call_command("migrate", run_syncdb=True, verbosity=0)
-
-
 def seed(rows: int) -> list[int]:
     from bench.benchapp.models import Post
 
@@ -157,22 +138,11 @@ def seed(rows: int) -> list[int]:
 def clean() -> int:
     """Delete this module's Redis keys and the post model's (SCAN, never KEYS), and the
     write-behind batch records of posts; returns how many keys were deleted."""
-    from django_redis import get_redis_connection
-
+    from bench import database
     from bench.benchapp.models import Post
     from django_cachestrat.models import CounterBatch
 
-    client = get_redis_connection("default")
-    deleted = 0
-    for pattern in (f"{OWN_PREFIX}*", Post.cached.plan.keys.pattern):
-        batch: list[bytes] = []
-        for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) == 1000:
-                deleted += client.delete(*batch)
-                batch = []
-        if batch:
-            deleted += client.delete(*batch)
+    deleted = database.clean_redis((f"{OWN_PREFIX}*", Post.cached.plan.keys.pattern))
     CounterBatch.objects.filter(model=Post.cached.plan.keys.label).delete()
     return deleted
 
@@ -317,8 +287,7 @@ def measure_increments(plan: Plan, pks: list[int]) -> Rates:
     clients = Clients(plan.clients, pks)
     try:
         for index in range(plan.rounds + 1):
-            shift = index % len(CASES)
-            order = [*CASES[shift:], *CASES[:shift]]
+            order = rotated(CASES, index)
             wall = dict.fromkeys(rates.wall, 0)
             cpu = dict.fromkeys(rates.wall, 0)
             ops = dict.fromkeys(rates.wall, 0)
@@ -506,12 +475,12 @@ def _pending(plan: Any, client: Any) -> tuple[int, int]:
 
 def flush_run(plan: Plan, pks: list[int], seed_value: int) -> FlushRun:
     """Put ``plan.increments`` increments on random (row, field) counters with
-    ``cached.incr``, flush them with ``flush_all()``, check the database, reset it."""
+    ``cached.incr``, flush them with ``drain_all()``, check the database, reset it."""
     from django.db import connection
     from django_redis import get_redis_connection
 
     from bench.benchapp.models import Post
-    from django_cachestrat import flush
+    from django_cachestrat import drain
 
     client = get_redis_connection("default")
     model_plan = Post.cached.plan
@@ -520,7 +489,7 @@ def flush_run(plan: Plan, pks: list[int], seed_value: int) -> FlushRun:
     expected = Counter(draws)
     # Nothing is pending: this flush only runs, untimed, the once-an-hour clean-up of old
     # batch records that the first flush of a process does.
-    flush.flush_all()
+    drain.drain_all()
     incr = Post.cached.incr
     start = time.perf_counter()
     for pk, name in draws:
@@ -535,7 +504,7 @@ def flush_run(plan: Plan, pks: list[int], seed_value: int) -> FlushRun:
     log = StatementLog()
     with connection.execute_wrapper(log):
         start = time.perf_counter()
-        results = flush.flush_all()
+        results = drain.drain_all()
         seconds = time.perf_counter() - start
     values = list(Post.objects.values_list("pk", *FIELDS))
     mismatches = sum(
@@ -565,7 +534,7 @@ FLUSH_HEADER = (
     "load: cached.incr calls/s",
     "pending counters",
     "batches",
-    "flush_all() s",
+    "drain_all() s",
     "of it in SQL s",
     "statements",
     "UPDATEs (counters + batch records)",
@@ -600,7 +569,7 @@ def flush_section(plan: Plan, runs: list[FlushRun]) -> Section:
             )
         )
     title = (
-        f"(b) flush_all() of {plan.increments:,} pending increments over {plan.rows:,} rows "
+        f"(b) drain_all() of {plan.increments:,} pending increments over {plan.rows:,} rows "
         "(likes and views)"
     )
     return Section(title, FLUSH_HEADER, lines)
@@ -610,7 +579,7 @@ def flush_targets(runs: list[FlushRun]) -> list[Target]:
     seconds = [run.seconds for run in runs]
     return [
         Target(
-            "(b) flush_all() seconds (median of runs)",
+            "(b) drain_all() seconds (median of runs)",
             statistics.median(seconds),
             ("<", 2),
             summarize(seconds),
@@ -653,7 +622,7 @@ def flush_reasons(runs: list[FlushRun], targets: list[Target]) -> list[str]:
         if target.met is not False:
             continue
         run = max(runs, key=lambda r: r.seconds)
-        if target.name.startswith("(b) flush_all() seconds"):
+        if target.name.startswith("(b) drain_all() seconds"):
             reasons.append(
                 f"  why: {run.log.seconds:.2f} s of {run.seconds:.2f} s is SQL; the rest is "
                 "Redis (claims, invalidation of the updated rows, acknowledgements) and Python"
@@ -699,7 +668,7 @@ def run(rounds: int | None = None, *, quick: bool = False, load: str | None = No
     write_behind = {**settings.CACHESTRAT.get("WRITE_BEHIND", {}), "BATCH_SIZE": 10**9}
     with override_settings(CACHESTRAT={**settings.CACHESTRAT, "WRITE_BEHIND": write_behind}):
         database.ensure_database()
-        create_table()
+        database.create_schema((Post,))
         clean()
         try:
             progress(f"seeding {plan.rows:,} posts")
@@ -742,13 +711,6 @@ def _environment(plan: Plan) -> list[tuple[str, str]]:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
     redis_server = get_redis_connection("default").info("server")["redis_version"]
-    libs = ("Django", "redis", "hiredis", "django-redis", "psycopg")
-    versions = []
-    for name in libs:
-        try:
-            versions.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name} not installed")
     run_line = (
         f"(a) {plan.rounds} rounds; per client per round {plan.fast_ops} floor/incr calls and "
         f"{plan.slow_ops} UPDATEs, each cut into {plan.slices} interleaved slices, on "
@@ -756,38 +718,14 @@ def _environment(plan: Plan) -> list[tuple[str, str]]:
         f"{plan.increments:,} increments over {plan.rows:,} rows"
     )
     return [
-        ("CPU", f"{_cpu()}, {os.cpu_count()} cores"),
+        ("CPU", f"{cpu()}, {os.cpu_count()} cores"),
         ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
-        ("Libraries", ", ".join(versions)),
+        ("Libraries", versions(("Django", "redis", "hiredis", "django-redis", "psycopg"))),
         ("Servers", f"PostgreSQL {postgres}, Redis {redis_server}, both on this host over TCP"),
-        ("Code", _code_version()),
+        ("Code", code_version()),
         ("Run", run_line),
         ("Clients", "forked processes, each with its own Redis and PostgreSQL connections"),
     ]
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or "unknown"
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else "unknown"
-
-
-def _code_version() -> str:
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
-        return done.stdout.strip()
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        dirty = git("status", "--porcelain", "--", "django_cachestrat")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{commit}{' with uncommitted changes in django_cachestrat/' if dirty else ''}"
 
 
 def render(measured: Measured) -> tuple[str, str]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime
 import decimal
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from django.db.models import Model
 from django_redis import get_redis_connection
 from psycopg import sql
 
@@ -79,11 +81,11 @@ def ensure_database() -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
 
 
-def create_schema() -> None:
+def create_schema(models: Sequence[type[Model]] = MODELS) -> None:
     """Drop the benchmark tables if present and let ``migrate --run-syncdb`` create them."""
     tables = connection.introspection.table_names()
     with connection.schema_editor() as editor:
-        for model in MODELS:
+        for model in models:
             if model._meta.db_table in tables:
                 editor.delete_model(model)
     call_command("migrate", run_syncdb=True, verbosity=0)
@@ -192,11 +194,11 @@ def seed_members(rows: int) -> list[int]:
     return list(Member.objects.order_by("pk").values_list("pk", flat=True))
 
 
-def clean_redis() -> int:
+def clean_redis(patterns: Sequence[str] = OWN_PATTERNS) -> int:
     """Delete this benchmark's keys (SCAN, never KEYS); returns how many were deleted."""
     client = get_redis_connection("default")
     deleted = 0
-    for pattern in OWN_PATTERNS:
+    for pattern in patterns:
         batch: list[bytes] = []
         for key in client.scan_iter(match=pattern, count=1000):
             batch.append(key)

@@ -7,7 +7,9 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,8 @@ def _time_calls(op: Callable[[Any], object], args: Sequence[Any]) -> int:
     return time.perf_counter_ns() - start
 
 
-def rotated(variants: Sequence[Variant], shift: int) -> list[Variant]:
+def rotated(variants: Sequence[T], shift: int) -> list[T]:
+    """The order of one round: the variants shifted by ``shift``, so none always goes first."""
     shift %= len(variants)
     return [*variants[shift:], *variants[:shift]]
 

@@ -21,7 +21,7 @@ from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from . import flush, invalidation, overview
+from . import drain, invalidation, overview
 from .client import REDIS_ERRORS, Unavailable
 from .forms import ActionForm, InspectForm, cached_model
 from .inspection import inspect_row, invalidate_rows
@@ -180,8 +180,8 @@ def perform(action: str, model: type[models.Model], pk: Any) -> str:
         invalidation.flush(model)
         return f"Flushed {label}: every cached row of the model now reads as a miss."
     try:
-        results = flush.flush_model(model)
-    except flush.FlushError as exc:
+        results = drain.drain_model(model)
+    except drain.DrainError as exc:
         raise FlushFailed(f"Flushing the counters of {label} failed: {exc}") from exc
     rows = sum(r.rows for r in results)
     increments = sum(r.increments for r in results)

@@ -141,24 +141,36 @@ class Script:
 Call = tuple[Script, Sequence[str], Sequence[Any]]
 
 
-def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
+def run_many(client: Any, calls: Sequence[Call], reads: Sequence[str] = ()) -> list[Any]:
     """Run script calls in one pipelined round trip (two if Redis lost its script cache).
 
-    On a cluster the pipeline routes each EVALSHA by its keys (every script touches one
-    slot) and sends to all nodes before reading; ``SCRIPT LOAD`` goes to every primary.
+    ``reads``: keys to ``GET`` in the same round trip, before the scripts; their values
+    come first in the result. On a cluster the pipeline routes each command by its keys
+    (every script touches one slot) and sends to all nodes before reading; ``SCRIPT LOAD``
+    goes to every primary.
     """
     results: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     # The app's own connection has its topology already (built once: for a Sentinel
     # primary, building one asks the sentinels for replicas).
     shape = _topology if _topology is not None and _topology.client is client else None
+    values: list[Any] = []
     for attempt in (1, 2):
         pipe = (shape or topology_for(client)).pipeline()
+        if attempt == 1:
+            for key in reads:
+                pipe.get(key)
         for i in todo:
             script, keys, args = calls[i]
             pipe.evalsha(script.sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+        if attempt == 1:
+            values, replies = replies[: len(reads)], replies[len(reads) :]
+            for value in values:
+                if isinstance(value, Exception):
+                    raise value
         missing = []
-        for i, out in zip(todo, pipe.execute(raise_on_error=False), strict=True):
+        for i, out in zip(todo, replies, strict=True):
             if isinstance(out, NoScriptError) and attempt == 1:
                 missing.append(i)
             elif isinstance(out, Exception):
@@ -169,7 +181,7 @@ def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
         for script in {calls[i][0] for i in missing}:
             client.script_load(script.source)
         todo = missing
-    return results
+    return [*values, *results]
 
 
 class _Scripts:

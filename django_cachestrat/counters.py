@@ -1,4 +1,4 @@
-"""Write-behind counters: increments land in Redis at once; reads add what is pending."""
+"""Write-behind increments: recorded in Redis in one round trip, settled if a reply is lost."""
 
 from __future__ import annotations
 
@@ -7,63 +7,25 @@ import logging
 import os
 import threading
 import uuid
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connections, router
-from django.db.models import Exists, F
+from django.db import router
+from django.db.models import F
 from django.db.models.functions import Greatest
 
-from . import counter_saves, requestlog, transactions
+from . import requestlog, transactions
 from .client import Unavailable, connection, fail_open, pending, scripts, topology
-from .keys import KeySpace, StripeKeys, key_part
+from .counter_input import validate
+from .keys import StripeKeys, stripe_member
 from .plan import ModelPlan
 
-__all__ = ["incr", "overlay", "version_keys"]
+__all__ = ["forget_pending", "incr"]
 
 logger = logging.getLogger("django_cachestrat")
 
 #: How often a full stripe may ask for a flush (one caller per period).
 TRIGGER_THROTTLE_MS = 1000
-
-
-#: Redis adds in signed 64-bit integers.
-INT64 = (-(2**63), 2**63 - 1)
-
-
-def _validate(plan: ModelPlan, field: Any, by: Any, using: str) -> None:
-    name = f"{plan.model._meta.object_name}.cached.incr()"
-    if field not in plan.options.counters:
-        declared = ", ".join(plan.options.counters) or "none"
-        raise ValueError(
-            f"{name}: {field!r} is not a counter of {plan.model._meta.label} "
-            f"(declared: {declared}); add it to CacheMeta.counters"
-        )
-    if type(by) is not int:
-        raise TypeError(f"{name}: by must be an int, not {type(by).__name__} ({by!r})")
-    low, high = _bounds(plan, field, using)
-    if not low <= by <= high:
-        kind = type(plan.model._meta.get_field(field)).__name__
-        raise ValueError(
-            f"{name}: by={by} is out of range for {kind} {field!r} ({low} to {high} on "
-            f"database {using!r}): the column could never hold it"
-        )
-
-
-def _bounds(plan: ModelPlan, field: str, using: str) -> tuple[int, int]:
-    """How far one increment may move a counter: the column's range (a positive counter
-    may go down as far as it can go up)."""
-    try:
-        return plan.counter_bounds[field, using]
-    except KeyError:
-        pass
-    kind = plan.model._meta.get_field(field).get_internal_type()
-    low, high = connections[using].ops.integer_field_range(kind)
-    high = INT64[1] if high is None else min(high, INT64[1])
-    low = INT64[0] if low is None else max(low, INT64[0])
-    bounds = plan.counter_bounds[field, using] = (-high if low >= 0 else low, high)
-    return bounds
 
 
 def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1, using: str | None = None) -> None:
@@ -72,7 +34,7 @@ def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1, using: str | None = 
     Inside a transaction the increment waits for the commit, so a rollback drops it.
     """
     using = using or router.db_for_write(plan.model)
-    _validate(plan, field, by, using)
+    validate(plan, field, by, using)
     pk = plan.clean_pk(pk)
     state = transactions.state_for(using)
     if state is not None:
@@ -129,7 +91,7 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
         return
     space = plan.space(using)  # the database the increment is for: its rows, its stripes
     stripe = space.stripe(space.stripe_of(pk, plan.stripes))
-    member = f"{field}:{key_part(pk)}"
+    member = stripe_member(field, pk)
     sequence_key = _sequence.key(stripe)
     number = _sequence.next()
     try:
@@ -202,123 +164,3 @@ def _request_flush() -> None:
         current_app.send_task(FLUSH_TASK, retry=False)  # never hold an increment up
     except Exception as exc:  # no Celery, or no broker: the periodic flush will come
         logger.warning("Could not queue a write-behind flush: %s", exc)
-
-
-def version_keys(plan: ModelPlan, pks: Iterable[Any], using: str) -> dict[int, str]:
-    """The version key of every stripe these pks fall in (read with the rows)."""
-    space = plan.space(using)
-    indexes = {space.stripe_of(pk, plan.stripes) for pk in pks}
-    return {i: space.stripe(i).version for i in sorted(indexes)}
-
-
-def overlay(
-    plan: ModelPlan, rows: dict[Any, Any], before: dict[int, bytes | None], using: str
-) -> None:
-    """Add pending increments to the counters of ``rows`` (``{pk: instance}``).
-
-    ``before`` holds each stripe's version as read together with the rows. A stripe
-    whose version is unchanged and that has no batch in flight adds its pending deltas to
-    the row values as read; otherwise the batch may or may not be in the database, so the
-    counters are read from the database together with whether the batch is recorded.
-    """
-    if not rows:
-        return
-    space = plan.space(using)
-    groups: dict[int, list[Any]] = defaultdict(list)
-    for pk in rows:
-        groups[space.stripe_of(pk, plan.stripes)].append(pk)
-    try:
-        results = _counts(plan, space, groups)
-    except Unavailable:
-        return  # pending increments cannot be read: the database values stand
-    for (index, pks), result in zip(groups.items(), results, strict=True):
-        version, claim, pending, _ = result
-        if version == (before.get(index) or b"0") and claim is None:
-            _add(plan, rows, pks, pending, None)
-        else:
-            _settle(plan, space, rows, (index, pks), result, using)
-
-
-@fail_open
-def _counts(plan: ModelPlan, space: KeySpace, groups: dict[int, list[Any]]) -> list[Any]:
-    calls = [
-        (scripts.counts, space.stripe(index)[:4], _members(plan, pks))
-        for index, pks in groups.items()
-    ]
-    return scripts.run_many(connection(), calls)
-
-
-def _members(plan: ModelPlan, pks: list[Any]) -> list[str]:
-    return [f"{field}:{key_part(pk)}" for pk in pks for field in plan.options.counters]
-
-
-def _add(
-    plan: ModelPlan,
-    rows: dict[Any, Any],
-    pks: list[Any],
-    pending: list[Any],
-    base: dict[Any, tuple[Any, ...]] | None,
-) -> None:
-    fields = plan.options.counters
-    for i, pk in enumerate(pks):
-        instance = rows[pk]
-        shown = {}
-        for j, field in enumerate(fields):
-            delta = int(pending[i * len(fields) + j] or 0)
-            value = (base[pk][j] if base and pk in base else getattr(instance, field)) + delta
-            if plan.is_positive(field):
-                value = max(value, 0)
-            setattr(instance, field, value)
-            shown[plan.counter_attnames[field]] = value
-        # save() writes each counter's change relative to what is shown here.
-        counter_saves.show(instance, shown)
-
-
-def _settle(
-    plan: ModelPlan,
-    space: KeySpace,
-    rows: dict[Any, Any],
-    group: tuple[int, list[Any]],
-    result: list[Any],
-    using: str,
-) -> None:
-    """Counters of a stripe whose batch is in flight: read them from the database with
-    whether the batch is recorded (one statement, one snapshot), and accept the result
-    once the stripe's version shows no batch moved meanwhile."""
-    index, pks = group
-    for _ in range(5):
-        version, claim, _, _ = result
-        batch_id = claim.rsplit(b":", 1)[0].decode() if claim else None
-        base, applied = _database_counts(plan, pks, batch_id, using)
-        (latest,) = _counts_or_none(plan, space, {index: pks}) or [result]
-        if latest[0] == version:
-            _, _, pending, claimed = latest
-            if claimed and not applied:
-                pending = [int(a or 0) + int(b or 0) for a, b in zip(pending, claimed, strict=True)]
-            _add(plan, rows, pks, pending, base)
-            return
-        result = latest
-    _add(plan, rows, pks, result[2], base)  # the stripe kept moving: best effort
-
-
-def _counts_or_none(
-    plan: ModelPlan, space: KeySpace, groups: dict[int, list[Any]]
-) -> list[Any] | None:
-    try:
-        return _counts(plan, space, groups)
-    except Unavailable:
-        return None
-
-
-def _database_counts(
-    plan: ModelPlan, pks: list[Any], batch_id: str | None, using: str
-) -> tuple[dict[Any, tuple[Any, ...]], bool]:
-    from .models import CounterBatch
-
-    fields = plan.options.counters
-    query: Any = plan.rows(using)  # batches are recorded in the database they apply to
-    recorded = CounterBatch.objects.filter(id=batch_id or "")
-    query = query.filter(pk__in=pks).annotate(_batch_recorded=Exists(recorded))
-    values = list(query.values_list("pk", *fields, "_batch_recorded"))
-    applied = any(row[-1] for row in values)
-    return {row[0]: tuple(row[1:-1]) for row in values}, applied

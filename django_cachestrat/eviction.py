@@ -36,7 +36,7 @@ def evicting_policies(infos: Iterable[dict[str, Any]]) -> list[str]:
 
 
 def counter_labels() -> list[str]:
-    from .flush import counter_models
+    from .drain import counter_models
 
     try:
         return sorted(m._meta.label_lower for m in counter_models())

@@ -10,9 +10,9 @@ from django.db import models, router
 
 from .client import fail_open, topology
 from .invalidation import invalidate_pks
-from .keys import KeySpace, key_part
+from .keys import KeySpace, stripe_member
 from .plan import ModelPlan, plan_for
-from .serializers import ABSENT, ROW, CorruptPayload, Payload
+from .serializers import ABSENT, ROW, CorruptPayload, Payload, generation_tag
 from .transactions import scope_tag
 
 __all__ = [
@@ -166,7 +166,7 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
     keys = plan.space(using)  # the keys of the database a read would use
     key = keys.row(pk)
     stripe = plan.keys.stripe(plan.keys.stripe_of(pk, plan.stripes))  # counters: per model
-    members = [f"{name}:{key_part(pk)}" for name in plan.options.counters]
+    members = [stripe_member(name, pk) for name in plan.options.counters]
     commands: list[Sequence[Any]] = [
         ("GET", keys.generation),
         ("GET", keys.absent),
@@ -180,7 +180,7 @@ def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
     # Inside a test case, what the test filled carries its scope (as a read would see it).
     scope = scope_tag(using, detect=True)
     stored_gen, absent_gen = row_gen or b"", absent_gen or b""
-    row_gen = stored_gen + scope
+    row_gen = generation_tag(stored_gen) + scope  # as reads.Generations tags payloads
     state, payload = _state(plan, data, row_gen, absent_gen)
     values = _database_values(plan, pk)
     report = RowReport(

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.apps import apps
-from django.core.exceptions import ValidationError
 from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_save
 
@@ -67,9 +66,9 @@ def _keys_for(
             for value in (values or {}).get(name, ()):
                 if value is None:
                     continue
-                try:
-                    lookup = space.lookup(name, field.to_python(value))
-                except ValidationError:
+                try:  # cleaned as a read cleans it (plan.clean), so both name one key
+                    lookup = space.lookup(name, plan.clean(field, value))
+                except ValueError:
                     continue
                 keys.update((lookup, space.lease(lookup)))
     return keys

@@ -13,7 +13,7 @@ from .client import Call, Unavailable, connection, fail_open, scripts
 from .plan import ModelPlan
 from .transactions import can_fill
 
-__all__ = ["MISSING", "Entry", "Loaded", "Miss", "leased"]
+__all__ = ["MISSING", "Ahead", "Entry", "Loaded", "Miss", "leased"]
 
 #: A decoded "this row does not exist" marker (a miss sentinel, never None).
 MISSING: Any = object()
@@ -38,15 +38,35 @@ Loaded = dict[Any, Entry]
 Load = Callable[[list[Any]], Loaded]
 
 
+class Ahead(NamedTuple):
+    """A key to read in the first lease round trip, so before any database read (the
+    absence generation): ``take`` gets its value (None if the key is missing)."""
+
+    key: str
+    take: Callable[[bytes | None], None]
+
+
+def _run(calls: list[Call], reads: Sequence[str] = ()) -> list[Any]:
+    # One call on its own is sent as a plain EVALSHA: a pipeline object costs more Python
+    # than the call itself (this is the single-row miss path).
+    if len(calls) == 1 and not reads:
+        script, keys, args = calls[0]
+        return [script(connection(), keys, args)]
+    return scripts.run_many(connection(), calls, reads)
+
+
 @fail_open
-def _leases(plan: ModelPlan, misses: Sequence[Miss]) -> list[Any]:
+def _leases(plan: ModelPlan, misses: Sequence[Miss], reads: Sequence[str] = ()) -> list[Any]:
+    """The values of ``reads``, then per miss: the token if its lease is ours, a cached
+    value, or 0."""
     token = os.urandom(8).hex()
     calls: list[Call] = []
     for m in misses:
         args = (token, plan.lease_ms, m.discard, int(m.refresh))
         calls.append((scripts.lease, (m.key, plan.keys.lease(m.key)), args))
-    outcomes = scripts.run_many(connection(), calls)
-    return [(token if out == 1 else out) for out in outcomes]
+    outcomes = _run(calls, reads)
+    values = outcomes[: len(reads)]
+    return [*values, *((token if out == 1 else out) for out in outcomes[len(reads) :])]
 
 
 @fail_open
@@ -58,7 +78,7 @@ def _store(plan: ModelPlan, stores: Sequence[tuple[Miss, str, Entry]]) -> list[A
             calls.append((scripts.release, (lease,), (token,)))
         else:
             calls.append((scripts.fill, (miss.key, lease), (token, entry.payload, entry.ttl_ms)))
-    return scripts.run_many(connection(), calls)
+    return _run(calls)
 
 
 def leased(
@@ -69,19 +89,20 @@ def leased(
     using: str,
     wait: bool = True,
     stored: list[int] | None = None,
+    ahead: Ahead | None = None,
 ) -> dict[Any, Any]:
     """Resolve misses under leases.
 
     The holder of a key's lease reads the database and fills; the others wait, with a
     bounded back-off, for that fill, then read the database without filling. Absent rows
     are left out of the result. With ``wait=False`` (warming, early refresh) a key whose
-    lease is held elsewhere is skipped.
+    lease is held elsewhere is skipped. ``ahead`` is read with the first leases.
     """
     found: dict[Any, Any] = {}
     if not can_fill(using, plan.keys.label):
-        misses_left = misses
+        misses_left = misses  # nothing is stored, so nothing needs reading ahead
     else:
-        misses_left = _lease_rounds(plan, misses, decode, load, found, wait, stored)
+        misses_left = _lease_rounds(plan, misses, decode, load, found, wait, stored, ahead)
     if misses_left and wait:
         plan.stats.db_fallbacks += len(misses_left)
         loaded = load([m.ident for m in misses_left])
@@ -97,14 +118,19 @@ def _lease_rounds(
     found: dict[Any, Any],
     wait: bool,
     stored: list[int] | None,
+    ahead: Ahead | None,
 ) -> list[Miss]:
     deadline = time.monotonic() + (plan.lease_wait if wait else 0.0)
     delay = 0.002
     while misses:
+        reads = (ahead.key,) if ahead is not None else ()
         try:
-            outcomes = _leases(plan, misses)
+            outcomes = _leases(plan, misses, reads)
         except Unavailable:
             return misses
+        if ahead is not None:
+            ahead.take(outcomes[0])
+            outcomes, ahead = outcomes[1:], None
         mine: list[tuple[Miss, str]] = []
         waiting: list[Miss] = []
         for miss, out in zip(misses, outcomes, strict=True):

@@ -13,8 +13,9 @@ from django.utils import timezone
 from . import stats
 from .client import REDIS_ERRORS, Unavailable, breaker, fail_open, topology
 from .conf import conf
+from .drain import counter_models
 from .eviction import MESSAGE, counter_labels, evicting_policies
-from .flush import counter_models
+from .keys import claim_parts
 from .models import CounterBatch, DeadLetter
 from .options import cached_models
 from .plan import ModelPlan, plan_for
@@ -212,7 +213,7 @@ def _write_behind(plan: ModelPlan, now_ms: float) -> WriteBehind:
         .values_list("stripe", "last")
     )
     holding = [index for index in range(plan.stripes) if out[3 * index]]
-    claims = [(now_ms - int(claim.rsplit(b":", 1)[1])) / 1000 for claim in out[2::3] if claim]
+    claims = [(now_ms - claim_parts(claim)[1]) / 1000 for claim in out[2::3] if claim]
     return WriteBehind(
         label=plan.keys.label,
         pending=sum(out[0::3]),

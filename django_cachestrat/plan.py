@@ -81,6 +81,7 @@ class ModelPlan:
         }
         self.counter_bounds: dict[tuple[str, str], tuple[int, int]] = {}  # (field, alias)
         self.stats = stats_for(self.keys.label)
+        self._fill_bases: dict[str, models.QuerySet[models.Model]] = {}
 
     def space(self, using: str) -> KeySpace:
         """The keys of this model's rows in the database ``using`` reads: a replica's rows
@@ -104,9 +105,19 @@ class ModelPlan:
         by pk, once for every manager and proxy that reads it."""
         return models.QuerySet(self.model, using=using)
 
-    def fill_rows(self, using: str) -> models.QuerySet[models.Model]:
-        """:meth:`rows`, plus the database's own text of every JSON field, which the codec
-        stores: a hit then decodes exactly what a database read decodes."""
+    def fill_rows(self, using: str, pks: list[Any]) -> models.QuerySet[models.Model]:
+        """The rows of ``pks`` from :meth:`rows`, plus the database's own text of every JSON
+        field, which the codec stores: a hit then decodes exactly what a database read
+        decodes."""
+        try:
+            base = self._fill_bases[using]
+        except KeyError:
+            # Built once per database: annotating costs more than the rest of the query.
+            # Filtering clones it, so the kept queryset is never evaluated or changed.
+            base = self._fill_bases[using] = self._fill_base(using)
+        return base.filter(pk=pks[0]) if len(pks) == 1 else base.filter(pk__in=pks)
+
+    def _fill_base(self, using: str) -> models.QuerySet[models.Model]:
         rows = self.rows(using).order_by()  # matched by pk: Meta.ordering would be a sort
         texts = {
             json_text_name(f.attname): Cast(f.name, models.TextField())

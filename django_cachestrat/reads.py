@@ -11,12 +11,13 @@ from typing import Any
 
 from django.db import models, router
 
-from . import counters, replicas, requestlog, signals, tracing
+from . import counter_reads, replicas, requestlog, signals, tracing
 from .client import Unavailable, connection, fail_open, new_generation, topology
+from .fills import fill_one
 from .keys import KeySpace
-from .leases import MISSING, Entry, Loaded, Miss, leased
+from .leases import MISSING, Ahead, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
-from .serializers import ABSENT, ROW, CorruptPayload, Payload
+from .serializers import ABSENT, ROW, CorruptPayload, Payload, generation_tag
 from .transactions import has_inserted, is_touched, scope_tag
 
 __all__ = ["Generations", "get", "get_many", "refill"]
@@ -89,7 +90,7 @@ class Generations:
 
     def _retag(self) -> None:
         """The tag payloads must carry: the stored generation and the test scope."""
-        self.row = self._stored + self._scope if self._stored else UNSET
+        self.row = generation_tag(self._stored) + self._scope if self._stored else UNSET
         self._absent = None
 
     def absent_tag(self) -> bytes:
@@ -98,6 +99,20 @@ class Generations:
             absent = _mget([self.keys.absent])[0] or _establish(self.keys.absent)
             self._absent = b"%s:%s" % (self.row, absent)
         return self._absent
+
+    @property
+    def absent_read(self) -> bytes | None:
+        """:meth:`absent_tag` if it was read already (before a fill's database read)."""
+        return self._absent
+
+    def ahead(self) -> Ahead | None:
+        """The absence generation, to read with a miss's leases unless it is known."""
+        return None if self._absent is not None else Ahead(self.keys.absent, self._take_absent)
+
+    def _take_absent(self, value: bytes | None) -> None:
+        with contextlib.suppress(Unavailable):  # unknown, a missing row is then not cached
+            absent = value or _establish(self.keys.absent)
+            self._absent = b"%s:%s" % (self.row, absent)
 
 
 def _read(space: KeySpace, keys: list[str], using: str) -> tuple[Generations, list[bytes | None]]:
@@ -188,7 +203,7 @@ def get_many(
     using = using or router.db_for_read(plan.model)
     result = _rows(plan, clean, started, using)
     if plan.options.counters:
-        counters.overlay(plan, result[0], result[1], using)
+        counter_reads.overlay(plan, result[0], result[1], using)
     return result[0]
 
 
@@ -206,7 +221,7 @@ def _rows(
         return result, {}
     space = plan.space(using)
     keys = [space.row(pk) for pk in clean]
-    versions = counters.version_keys(plan, clean, using) if plan.options.counters else {}
+    versions = counter_reads.version_keys(plan, clean, using) if plan.options.counters else {}
     try:
         generations, values = _read(space, keys + list(versions.values()), using)
     except Unavailable:
@@ -294,7 +309,9 @@ def _resolve_rows(
 ) -> Any:
     generations.rescope(scope_tag(using, detect=True))
     generations.establish()
-    _read_absent_generation(generations)
+    # The absence generation must be read before the database (see _absent_entry): it
+    # rides in the first lease round trip instead of a round trip of its own.
+    ahead = generations.ahead()
 
     def decode(data: bytes) -> Any:
         return decode_row(plan, data, generations, using, refresh=False)
@@ -303,8 +320,8 @@ def _resolve_rows(
         start = time.perf_counter()
         if using in plan.replicas:  # a replica may lag: see replicas.py
             rows = replicas.fill_rows(plan, generations.keys, pks, using)
-        else:
-            rows = {obj.pk: obj for obj in plan.fill_rows(using).filter(pk__in=pks)}
+        elif len(pks) != 1 or (rows := fill_one(plan, pks[0], using)) is None:  # type: ignore[assignment]
+            rows = {obj.pk: obj for obj in plan.fill_rows(using, pks)}
         spent_us = int((time.perf_counter() - start) * 1_000_000)
         plan.stats.fill_time_us += spent_us
         per_row_us = spent_us // len(pks)  # what recomputing one row costs, for XFetch
@@ -313,7 +330,7 @@ def _resolve_rows(
 
     started = time.perf_counter()
     with tracing.span("fill", plan.keys.label, {"cachestrat.rows": len(misses)}):
-        found = leased(plan, misses, decode, load, using, wait, stored)
+        found = leased(plan, misses, decode, load, using, wait, stored, ahead)
     if wait:  # a reader's miss (not a refresh or a refill): lease to row, per row
         plan.stats.miss_times.append((time.perf_counter() - started) * 1e6 / len(misses))
     return found
@@ -327,12 +344,12 @@ def _read_absent_generation(generations: Generations) -> None:
 
 
 def _absent_entry(plan: ModelPlan, generations: Generations) -> Entry:
-    if plan.negative_timeout <= 0 or not generations.ready:
+    # NOTE: only an absence generation read before the database read may tag a cached
+    # "no such row": an insert committed in between bumps it, so the marker is void.
+    tag = generations.absent_read
+    if plan.negative_timeout <= 0 or not generations.ready or tag is None:
         return Entry(MISSING, None)
-    try:
-        payload = plan.codec.dump_marker(ABSENT, generations.absent_tag())
-    except Unavailable:
-        return Entry(MISSING, None)
+    payload = plan.codec.dump_marker(ABSENT, tag)
     return Entry(MISSING, payload, plan.ttl_ms(plan.negative_timeout))
 
 

@@ -99,7 +99,7 @@ def primary_values(
 
 
 def _fetch(plan: ModelPlan, pks: list[Any], using: str) -> dict[Any, models.Model]:
-    return {obj.pk: obj for obj in plan.fill_rows(using).filter(pk__in=pks)}
+    return {obj.pk: obj for obj in plan.fill_rows(using, pks)}
 
 
 def _pointers(plan: ModelPlan, name: str, values: list[Any], using: str) -> dict[Any, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import datetime
 import decimal
 import json
@@ -14,20 +15,41 @@ from django.db import models
 
 from .keys import schema_hash
 
-__all__ = ["ABSENT", "POINTER", "ROW", "Codec", "CorruptPayload", "Payload", "json_text_name"]
+__all__ = [
+    "ABSENT",
+    "POINTER",
+    "ROW",
+    "Codec",
+    "CorruptPayload",
+    "Payload",
+    "generation_tag",
+    "json_text_name",
+]
 
 # Payload kinds. The header is [kind, schema, generation, recompute_us, expires_ms]: the
 # schema hash of the release that wrote it (another release's payload is a miss), and the
-# time the database read took and when the entry expires, for early refresh. Odd constants
-# make a foreign msgpack list very unlikely to pass for one of ours.
-ROW = 0xC51
-ABSENT = 0xC52
-POINTER = 0xC53
+# time the database read took and when the entry expires, for early refresh. The kinds are
+# negative msgpack fixints (one byte each); what keeps a foreign msgpack list from passing
+# for one of ours is the 4-byte schema hash beside them.
+ROW = -27
+ABSENT = -26
+POINTER = -25
 HEADER = 5
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 Convert = Callable[[Any], Any]
+
+
+def generation_tag(stored: bytes) -> bytes:
+    """The form a generation stored in Redis takes inside payloads: its 16 hex digits as
+    8 bytes (anything else, kept as it is, still matches only itself)."""
+    if len(stored) == 16:
+        try:
+            return binascii.unhexlify(stored)
+        except binascii.Error:
+            pass
+    return stored
 
 
 class CorruptPayload(ValueError):

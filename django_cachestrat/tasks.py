@@ -9,7 +9,7 @@ from celery import shared_task
 
 from . import durable, external
 from .conf import conf
-from .flush import flush_all
+from .drain import drain_all
 
 __all__ = ["beat_schedule", "consume_external_writes", "flush_counters", "replay_invalidations"]
 
@@ -17,7 +17,7 @@ __all__ = ["beat_schedule", "consume_external_writes", "flush_counters", "replay
 @shared_task(name="django_cachestrat.flush_counters", ignore_result=True)  # type: ignore[untyped-decorator]
 def flush_counters() -> list[dict[str, Any]]:
     """Flush every model's pending counter increments to the database."""
-    return [dataclasses.asdict(result) for result in flush_all()]
+    return [dataclasses.asdict(result) for result in drain_all()]
 
 
 @shared_task(name="django_cachestrat.replay_invalidations", ignore_result=True)  # type: ignore[untyped-decorator]

@@ -60,7 +60,7 @@ def prepare(database: Path) -> int:
     from django.core.management import call_command
 
     from django_cachestrat.client import connection
-    from django_cachestrat.flush import flush_all
+    from django_cachestrat.drain import drain_all
     from example_project.accounts.models import Profile
     from example_project.accounts.sample import ensure_sample_profiles
     from example_project.blog.models import Post
@@ -84,7 +84,7 @@ def prepare(database: Path) -> int:
     for pk in [*posts, draft.pk]:
         Post.cached.incr(pk, "views", by=3)
     draft.delete()
-    flush_all()
+    drain_all()
     Post.cached.incr(posts[0], "likes", by=2)
     jane = Profile.objects.get(username="jane").pk
     with sqlite3.connect(database) as other:  # a write Django never sees: the cache is stale

@@ -55,9 +55,9 @@ def _recorder(path: str | None) -> Any:
 
 
 def instrument(crash_at: str | None, chance: float, events: str | None, slow: float) -> None:
-    """Wrap the steps of a flush (module attributes that ``flush_stripe`` looks up at each
+    """Wrap the steps of a flush (module attributes that ``drain_stripe`` looks up at each
     call) to record them and, at ``crash_at``, to kill this process."""
-    from django_cachestrat import flush
+    from django_cachestrat import drain
 
     record = _recorder(events)
     rng = random.Random()
@@ -65,8 +65,8 @@ def instrument(crash_at: str | None, chance: float, events: str | None, slow: fl
     if point is not None and point not in CRASH_POINTS:
         raise ValueError(f"CACHESTRAT_TEST_CRASH_AT={crash_at!r}: not one of {CRASH_POINTS}")
     record(event="started", crash_at=point)
-    claim, apply, update = flush.claim, flush.apply, flush._update
-    flush_stripe = flush.flush_stripe
+    claim, apply, update = drain.claim, drain.apply, drain._update
+    drain_stripe = drain.drain_stripe
     batch: dict[str, str | None] = {"id": None}  # the batch in hand (solo pool: one at a time)
 
     def maybe_die(here: str) -> None:
@@ -97,7 +97,7 @@ def instrument(crash_at: str | None, chance: float, events: str | None, slow: fl
         maybe_die("after_commit")
 
     def flush_stripe_step(plan: Any, index: int, *using: Any) -> Any:
-        result = flush_stripe(plan, index, *using)
+        result = drain_stripe(plan, index, *using)
         if result is not None:
             record(
                 event="acknowledged",
@@ -108,8 +108,8 @@ def instrument(crash_at: str | None, chance: float, events: str | None, slow: fl
             )
         return result
 
-    flush.claim, flush.apply, flush._update = claim_step, apply_step, update_step
-    flush.flush_stripe = flush_stripe_step
+    drain.claim, drain.apply, drain._update = claim_step, apply_step, update_step
+    drain.drain_stripe = flush_stripe_step
 
 
 @worker_init.connect

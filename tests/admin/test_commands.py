@@ -372,7 +372,7 @@ def test_flush_counters_reports_every_failed_stripe_after_flushing_the_rest() ->
     with connection.cursor() as cursor:
         cursor.execute(FREEZE)
     try:
-        with pytest.raises(CommandError, match=r"2 write-behind flush\(es\) failed: .*frozen"):
+        with pytest.raises(CommandError, match=r"2 write-behind drain\(s\) failed: .*frozen"):
             run("cachestrat_flush_counters", "--json")
     finally:
         with connection.cursor() as cursor:

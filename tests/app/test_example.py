@@ -94,7 +94,7 @@ def test_demo_counts_write_behind_and_flushes_every_increment(demo):
     assert "(+7, +2 pending)" in _row(demo, call, "read again (hit)")
 
     # Pks 1, 2 and 3 fall in three stripes: one batch each, every increment of the run.
-    flush = _row(demo, "flush_all()", "3 batches")
+    flush = _row(demo, "drain_all()", "3 batches")
     assert re.search(r"  3 rows, 25 increments, [\d.]+ ms in the database$", flush), flush
 
     after = [line for line in demo.splitlines() if line.startswith("  objects.get(pk=1) ")]
@@ -108,12 +108,12 @@ def test_demo_counts_write_behind_and_flushes_every_increment(demo):
 CLIENT_SCRIPT = """
 import json, re
 from django.test import Client
-from django_cachestrat.flush import flush_all
+from django_cachestrat.drain import drain_all
 from example_project.blog.models import Post
 from example_project.blog.sample import ensure_sample_posts
 
 ensure_sample_posts()
-flush_all()
+drain_all()
 start = Post.objects.get(slug="counting-views")
 client = Client(enforce_csrf_checks=True)
 
@@ -133,7 +133,7 @@ listing = client.get("/blog/")
 home = client.get("/")
 missing = client.get("/p/no-such-post/")
 before_flush = Post.objects.get(pk=start.pk)
-flushed = flush_all()
+flushed = drain_all()
 after_flush = Post.objects.get(pk=start.pk)
 print(json.dumps({
     "start": [start.views, start.likes],

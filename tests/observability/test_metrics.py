@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from django_cachestrat import flush, metrics, stats
+from django_cachestrat import drain, metrics, stats
 from django_cachestrat.client import breaker
 from tests.factories import ProfileFactory, TeamFactory
 from tests.servers import RedisServer, free_port
@@ -161,7 +161,7 @@ def test_write_behind_backlog_flushes_and_dead_letters():
     dead_before = value(backlog, "cachestrat_write_behind_dead_letters_total", **label)
     flushed_before = value(backlog, "cachestrat_write_behind_flushed_total", **label)
     gone.delete()
-    flush.flush_all()
+    drain.drain_all()
     after = scrape()
     assert value(after, "cachestrat_write_behind_pending", **label) == 0
     assert value(after, "cachestrat_write_behind_flushed_total", **label) - flushed_before == 5

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from django_cachestrat import flush, tracing
+from django_cachestrat import drain, tracing
 from django_cachestrat.client import breaker
 from django_cachestrat.client import connection as redis_connection
 from tests.factories import ItemFactory, ProfileFactory, TeamFactory
@@ -211,7 +211,7 @@ def test_a_write_behind_flush_makes_a_span_per_batch(spans):
     profile = ProfileFactory()
     Profile.cached.incr(profile.pk, "likes", by=4)
     spans.clear()
-    flush.flush_all()
+    drain.drain_all()
     (flushed,) = [s for s in ours(spans) if s.name == "cachestrat.flush"]
     assert flushed.attributes["cachestrat.model"] == "testapp.profile"
     assert flushed.attributes["cachestrat.increments"] == 4

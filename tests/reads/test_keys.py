@@ -66,3 +66,11 @@ def test_a_lookup_of_none_finds_the_row_the_orm_finds() -> None:
     empty = _membership(None)
     for _ in range(2):
         assert Membership.cached.get(key=None).pk == empty.pk
+
+
+def test_a_stripe_member_names_its_counter_and_pk_even_when_the_pk_has_colons():
+    from django_cachestrat.keys import claim_parts, member_parts, stripe_member
+
+    assert stripe_member("likes", 42) == "likes:42"
+    assert member_parts(stripe_member("likes", "a:b:c")) == ("likes", "a:b:c")
+    assert claim_parts(b"2c9f:1733461200123") == ("2c9f", 1733461200123)

@@ -195,3 +195,77 @@ def count_queries_sql():
             return self.sql
 
     return Ctx(connection)
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times a command or a pipeline was written to Redis (each is a round trip);
+    the commands still go to the real server."""
+    from redis.connection import AbstractConnection
+
+    sent = [0]
+    send = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, *args: object, **kwargs: object) -> None:
+        sent[0] += 1
+        send(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counting)
+    return sent
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_miss_makes_three_round_trips(round_trips: list[int], exists: bool) -> None:
+    """The read, the lease with the absence generation beside it, and the fill (Item has
+    no write-behind counters, whose pending counts would be read too)."""
+    pk = ItemFactory().pk if exists else uuid.uuid4()
+    Item.cached.get_many([pk])  # the generations exist, as in any warm process
+    Item.cached.invalidate(pk)
+    round_trips[0] = 0
+    if exists:
+        assert Item.cached.get(pk=pk).pk == pk
+    else:
+        with pytest.raises(Item.DoesNotExist):
+            Item.cached.get(pk=pk)
+    assert round_trips[0] == 3
+    assert count_queries(lambda: Item.cached.get_many([pk]))[1] == 0  # and it was filled
+
+
+def _concrete_values(obj: object) -> dict[str, object]:
+    values = {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}  # type: ignore[attr-defined]
+    return {k: bytes(v) if isinstance(v, memoryview) else v for k, v in values.items()}
+
+
+def test_a_one_row_fill_reads_the_row_as_the_orm_does() -> None:
+    """One-row fills run SQL compiled once (fills.py): every field type, a UUID pk and a
+    multi-table child come back as ``objects.get`` returns them, from the database, and
+    then from the cache."""
+    import datetime
+    import decimal
+
+    from tests.testapp.models import Restaurant
+
+    profile = ProfileFactory(
+        balance=decimal.Decimal("12.50"),
+        born=datetime.date(1990, 5, 17),
+        last_seen=datetime.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=datetime.UTC),
+        wakes_at=datetime.time(6, 30),
+        ratio=0.25,
+        data={"a": [1, 2.5, None], "b": {"c": "é"}},
+        blob=b"\x00\xff",
+        idle=datetime.timedelta(minutes=3),
+    )
+    rows = [
+        (Profile, profile.pk),
+        (Item, ItemFactory().pk),
+        (Restaurant, Restaurant.objects.create(name="Chez", stars=3).pk),
+    ]
+    for model, pk in rows:
+        expected = _concrete_values(model.objects.get(pk=pk))
+        model.cached.invalidate(pk)
+        for queries in (1, 0):  # the fill, then a hit of what it stored
+            got, n = count_queries(lambda m=model, p=pk: m.cached.get(pk=p))
+            assert (n, _concrete_values(got)) == (queries, expected), model
+            assert (got._state.db, got._state.adding) == ("default", False)
+    with pytest.raises(Item.DoesNotExist):  # no row: an empty result, cached as absent
+        Item.cached.get(pk=uuid.uuid4())

@@ -227,3 +227,24 @@ def test_json_without_a_custom_decoder_reads_back_what_the_database_gives(data):
     cached, n = count_queries(lambda: Profile.cached.get(pk=profile.pk))
     assert n == 0
     assert repr(cached.data) == repr(from_db)
+
+
+def test_payloads_of_the_previous_layout_are_misses(redis_client, monkeypatch):
+    """Format 3 wrote the kind as 0xC51, the schema hash as 8 hex digits and the generation
+    as Redis stores it: such a payload, even of the current generation, is a miss."""
+    from django_cachestrat import keys
+    from django_cachestrat.transactions import scope_tag
+
+    team = TeamFactory(name="new")
+    Team.cached.get(pk=team.pk)  # the generation exists
+    plan = plan_for(Team)
+    stored = redis_client.get(plan.keys.generation)
+    monkeypatch.setattr(keys, "FORMAT_VERSION", "3")
+    old_schema = schema_hash(Team).hex()  # the first 8 hex digits of the same SHA-1
+    monkeypatch.undo()
+    tag = stored + scope_tag("default", detect=True)  # the test's block, as reads tag it
+    old = msgpack.packb([0xC51, old_schema, tag, 0, 0, team.pk, "old"], use_bin_type=True)
+    redis_client.set(plan.keys.row(team.pk), old)
+    got, n = count_queries(lambda: Team.cached.get(pk=team.pk))
+    assert (got.name, n) == ("new", 1)
+    assert Codec(Team).load(redis_client.get(plan.keys.row(team.pk))).values[1] == "new"

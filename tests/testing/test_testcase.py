@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 from django.test import TestCase
 
-from django_cachestrat import flush as write_behind
+from django_cachestrat import drain as write_behind
 from django_cachestrat.testing import assert_served_from_cache, count_reads
 from tests.factories import ProfileFactory
 from tests.helpers import assert_cached, count_queries
@@ -115,7 +115,7 @@ def _check_clean() -> None:
     assert (row.username, row.age, row.likes) == ("other", 1, 0)
     assert reads.misses(Profile) == 1
     # No increment of the rolled-back test is left to flush into this row.
-    write_behind.flush_model(Profile)
+    write_behind.drain_model(Profile)
     row.refresh_from_db()
     assert row.likes == 0
 
@@ -271,7 +271,7 @@ def test_truncate_1_pending_increments_of_a_committed_test() -> None:
 def test_truncate_2_are_gone_with_the_table_flush() -> None:
     ProfileFactory(pk=LEAKY_PK, username="next")
     assert Profile.cached.get(pk=LEAKY_PK).likes == 0
-    write_behind.flush_model(Profile)
+    write_behind.drain_model(Profile)
     assert Profile.objects.get(pk=LEAKY_PK).likes == 0
 
 

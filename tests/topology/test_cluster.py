@@ -17,7 +17,7 @@ from django.db import connection as db_connection
 from django.test import override_settings
 from redis import Redis
 
-from django_cachestrat import client, flush, stats
+from django_cachestrat import client, drain, stats
 from django_cachestrat.client import breaker, connection, pending, topology
 from django_cachestrat.inspection import inspect_row
 from django_cachestrat.models import CounterBatch
@@ -115,7 +115,7 @@ def test_write_behind_increments_overlay_and_flush(on_cluster: LocalCluster) -> 
         Profile.cached.incr(profile.pk, "likes", by=3)
     rows = Profile.cached.get_many([p.pk for p in profiles])
     assert {row.likes for row in rows.values()} == {13}  # pending increments added
-    results = flush.flush_all()
+    results = drain.drain_all()
     assert sum(r.increments for r in results) == 36
     assert set(Profile.objects.values_list("likes", flat=True)) == {13}
     assert CounterBatch.objects.count() == len(results) > 1  # several stripes, several slots

@@ -125,7 +125,7 @@ def test_a_flush_drops_the_model_in_every_database_or_in_the_one_named():
 
 
 def test_counters_are_kept_and_flushed_per_database():
-    from django_cachestrat.flush import flush_model
+    from django_cachestrat.drain import drain_model
     from tests.testapp.models import Profile
 
     for alias in ("default", "other"):
@@ -134,7 +134,7 @@ def test_counters_are_kept_and_flushed_per_database():
         Profile.cached.incr(6, "likes", by=5)
         assert Profile.cached.get(pk=6).likes == 15  # pending increments are read
     assert Profile.cached.get(pk=6).likes == 10  # the default database's row has none
-    flush_model(Profile)
+    drain_model(Profile)
     assert Profile.objects.using("other").get(pk=6).likes == 15
     assert Profile.objects.using("default").get(pk=6).likes == 10
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from django_cachestrat import flush
+from django_cachestrat import drain
 from django_cachestrat.client import connection as redis_connection
 from django_cachestrat.models import CounterBatch, DeadLetter
 from django_cachestrat.plan import plan_for
@@ -48,7 +48,7 @@ def test_a_row_that_would_overflow_is_a_dead_letter_and_the_others_are_applied()
     Profile.cached.incr(full.pk, "likes", by=100)  # in range, but the sum is not
     Profile.cached.incr(ok.pk, "likes", by=1)
     Profile.cached.incr(other.pk, "likes", by=2)
-    (result,) = flush.flush_all()
+    (result,) = drain.drain_all()
     assert (result.rows, result.dead_letters) == (2, 1)
     assert (db_likes(full.pk), db_likes(ok.pk), db_likes(other.pk)) == (INT_MAX - 10, 1, 2)
     letter = DeadLetter.objects.get()
@@ -56,7 +56,7 @@ def test_a_row_that_would_overflow_is_a_dead_letter_and_the_others_are_applied()
     assert "out of range" in letter.reason
     assert not in_flight(Profile)
     Profile.cached.incr(ok.pk, "likes", by=1)  # the stripe flushes as before
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(ok.pk) == 2
 
 
@@ -65,14 +65,14 @@ def test_a_counter_whose_column_is_in_the_parent_table_is_flushed():
         restaurant = Restaurant.objects.create(name="Chez", visits=1)
         Restaurant.cached.incr(restaurant.pk, "visits", by=2)
         assert Restaurant.cached.get(pk=restaurant.pk).visits == 3
-        flush.flush_all()
+        drain.drain_all()
         assert Place.objects.get(pk=restaurant.pk).visits == 3
         assert not in_flight(Restaurant)
         row = Restaurant.cached.get(pk=restaurant.pk)
         Restaurant.cached.incr(restaurant.pk, "visits", by=5)
         row.visits += 1
         row.save()
-        flush.flush_all()
+        drain.drain_all()
         assert Place.objects.get(pk=restaurant.pk).visits == 9
 
 
@@ -106,8 +106,8 @@ def test_flush_all_flushes_every_model_and_reports_every_error():
         with connection.cursor() as cursor:
             cursor.execute(FREEZE)
         try:
-            with pytest.raises(flush.FlushError) as raised:
-                flush.flush_all()
+            with pytest.raises(drain.DrainError) as raised:
+                drain.drain_all()
         finally:
             with connection.cursor() as cursor:
                 cursor.execute(THAW)
@@ -120,7 +120,7 @@ def test_flush_all_flushes_every_model_and_reports_every_error():
         assert "likes are frozen" in str(raised.value)
         assert [r.model for r in raised.value.results] == ["testapp.restaurant"]
         time.sleep(0.25)  # the claims left by the failed stripes can be reclaimed
-        flush.flush_all()
+        drain.drain_all()
         assert [db_likes(pk) for pk in pks] == [1, 1]
         assert not DeadLetter.objects.exists()
         assert CounterBatch.objects.count() == 3
@@ -136,7 +136,7 @@ def test_increments_whose_field_or_pk_no_longer_fits_are_dead_letters(redis_clie
     redis_client.hincrby(pending, f"gone:{profile.pk}", 3)
     redis_client.hincrby(pending, f"username:{profile.pk}", 4)
     redis_client.hincrby(pending, "likes:abc", 2)
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(profile.pk) == 1
     letters = {(d.field, d.pk_value, d.delta): d.reason for d in DeadLetter.objects.all()}
     assert letters == {
@@ -153,5 +153,5 @@ def test_increments_whose_field_or_pk_no_longer_fits_are_dead_letters(redis_clie
 def test_the_portable_flush_updates_a_counter_in_the_parent_table():
     with override_settings(CACHESTRAT=RESTAURANT_VISITS):
         restaurant = Restaurant.objects.create(name="Chez", visits=1)
-        flush._update_portable(plan_for(Restaurant), {restaurant.pk: {"visits": 2}}, "default")
+        drain._update_portable(plan_for(Restaurant), {restaurant.pk: {"visits": 2}}, "default")
         assert Place.objects.get(pk=restaurant.pk).visits == 3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from django_cachestrat import flush
+from django_cachestrat import drain
 from tests.factories import ProfileFactory
 from tests.testapp.models import Profile
 
@@ -28,7 +28,7 @@ def read_with_pending(likes: int, pending: int) -> Profile:
 
 def test_a_flush_between_the_read_and_the_save_loses_nothing():
     row = read_with_pending(10, 5)
-    flush.flush_all()
+    drain.drain_all()
     row.age = 3
     row.save()
     assert db_likes(row.pk) == 15
@@ -36,10 +36,10 @@ def test_a_flush_between_the_read_and_the_save_loses_nothing():
 
 def test_refresh_then_save_keeps_increments_already_flushed():
     row = read_with_pending(10, 5)
-    flush.flush_all()
+    drain.drain_all()
     row.refresh_from_db()
     row.save()
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 15
 
 
@@ -49,7 +49,7 @@ def test_refresh_then_save_keeps_increments_still_pending():
     assert row.likes == 10
     row.likes += 1
     row.save()
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 16
 
 
@@ -59,7 +59,7 @@ def test_plus_equals_on_a_cached_instance_counts_pending_increments_once():
     row.save()
     assert row.likes == 16  # the instance keeps the value it was given
     assert Profile.cached.get(pk=row.pk).likes == 16
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 16
 
 
@@ -67,7 +67,7 @@ def test_an_instance_read_from_the_database_keeps_increments_flushed_meanwhile()
     pk = ProfileFactory(likes=10).pk
     row = Profile.objects.get(pk=pk)
     Profile.cached.incr(pk, "likes", by=5)
-    flush.flush_all()
+    drain.drain_all()
     row.likes += 1
     row.save()
     assert db_likes(pk) == 16
@@ -77,7 +77,7 @@ def test_a_counter_set_by_hand_moves_by_the_difference_to_what_was_shown():
     row = read_with_pending(10, 5)
     row.likes = 20
     row.save()
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 20
 
 
@@ -90,7 +90,7 @@ def test_update_fields_without_the_counter_leaves_it_for_a_later_save():
     row.save(update_fields=["likes"])
     assert db_likes(row.pk) == 11
     row.save()  # the change is written once
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 16
 
 
@@ -101,7 +101,7 @@ def test_saving_twice_writes_the_change_once():
     row.save()
     with transaction.atomic():
         row.save()
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 17
 
 
@@ -109,7 +109,7 @@ def test_a_created_row_is_inserted_with_its_value_then_saved_relative_to_it():
     row = Profile.objects.create(username="new", likes=3)
     assert db_likes(row.pk) == 3
     Profile.cached.incr(row.pk, "likes", by=2)
-    flush.flush_all()
+    drain.drain_all()
     row.likes += 1
     row.save()
     assert db_likes(row.pk) == 6
@@ -141,7 +141,7 @@ def test_refreshing_other_fields_keeps_the_change_made_to_a_counter():
     row.likes += 1
     row.refresh_from_db(fields=["age"])
     row.save()
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(row.pk) == 16
 
 
@@ -149,10 +149,10 @@ def test_a_deferred_counter_shows_the_value_it_loads():
     pk = ProfileFactory(likes=10).pk
     row = Profile.objects.only("age").get(pk=pk)
     Profile.cached.incr(pk, "likes", by=5)
-    flush.flush_all()
+    drain.drain_all()
     row.likes += 1  # loads 15, then 16
     Profile.cached.incr(pk, "likes", by=2)
-    flush.flush_all()
+    drain.drain_all()
     row.save()
     assert db_likes(pk) == 18
 

@@ -10,7 +10,7 @@ from django.test import override_settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from django_cachestrat import flush
+from django_cachestrat import drain
 from django_cachestrat.client import breaker, connection, pending, run_many, scripts
 from tests.factories import ProfileFactory
 from tests.servers import LossyProxy, RedisServer
@@ -76,7 +76,7 @@ def test_a_settle_call_replayed_twice_undoes_the_increment_once(lossy):
     lossy.lose_replies = False
     Profile.cached.incr(pk, "likes", by=1)  # replays it once more, then counts in Redis
     assert pending_likes(pk) == 1
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(pk) == 6
 
 
@@ -94,5 +94,5 @@ def test_a_settle_that_runs_after_the_threads_next_increment_is_exact(lossy):
     Profile.cached.incr(pk, "likes", by=1)
     run_many(connection(), calls)  # ... which sends it now
     assert pending_likes(pk) == 1
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(pk) == 6

@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 from django.test import override_settings
 
-from django_cachestrat import flush
+from django_cachestrat import drain
 from django_cachestrat.models import CounterBatch, DeadLetter
 from django_cachestrat.plan import plan_for
 from tests.factories import ProfileFactory
@@ -35,14 +35,14 @@ def test_increments_are_read_back_at_once_and_flushed_exactly():
     Profile.cached.incr(profile.pk, "likes", by=3)
     assert likes(profile.pk) == 18
     assert db_likes(profile.pk) == 10
-    results = flush.flush_all()
+    results = drain.drain_all()
     assert [(r.rows, r.increments) for r in results] == [(1, 8)]
     batch = CounterBatch.objects.get()
     assert (batch.rows, batch.increments, batch.model) == (1, 8, "testapp.profile")
     assert batch.duration_ms > 0
     assert db_likes(profile.pk) == 18
     assert likes(profile.pk) == 18  # no double count after the flush
-    assert flush.flush_all() == []
+    assert drain.drain_all() == []
 
 
 def test_get_many_adds_pending_increments_of_every_row():
@@ -58,17 +58,17 @@ def test_reads_stay_exact_at_every_step_of_a_flush():
     plan = plan_for(Profile)
     Profile.cached.incr(profile.pk, "likes", by=7)
     index = plan.keys.stripe_of(profile.pk, plan.stripes)
-    claimed = flush.claim(plan, index)
+    claimed = drain.claim(plan, index)
     assert claimed is not None
     result, deltas = claimed
     Profile.cached.incr(profile.pk, "likes", by=1)  # pending again, beside the batch
     assert likes(profile.pk) == 108  # claimed and pending, none applied
-    flush.apply(plan, result, deltas)
+    drain.apply(plan, result, deltas)
     assert db_likes(profile.pk) == 107
     assert likes(profile.pk) == 108  # applied, not yet acknowledged: counted once
-    flush.acknowledge(plan, index, result.batch_id)
+    drain.acknowledge(plan, index, result.batch_id)
     assert likes(profile.pk) == 108
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(profile.pk) == likes(profile.pk) == 108
 
 
@@ -76,7 +76,7 @@ def test_cached_row_and_pending_do_not_double_count_across_a_flush():
     profile = ProfileFactory(likes=0)
     Profile.cached.get(pk=profile.pk)  # the row is cached with likes=0
     Profile.cached.incr(profile.pk, "likes", by=2)
-    flush.flush_all()
+    drain.drain_all()
     assert likes(profile.pk) == 2
     assert count_queries(lambda: likes(profile.pk))[1] == 0  # refilled once, then hits
 
@@ -87,11 +87,11 @@ def test_a_batch_left_by_a_dead_flusher_is_reclaimed_and_applied_once():
     plan = plan_for(Profile)
     Profile.cached.incr(profile.pk, "likes", by=5)
     index = plan.keys.stripe_of(profile.pk, plan.stripes)
-    assert flush.claim(plan, index) is not None  # ... and the flusher dies here
-    assert flush.flush_all() == []  # too early to reclaim
+    assert drain.claim(plan, index) is not None  # ... and the flusher dies here
+    assert drain.drain_all() == []  # too early to reclaim
     assert likes(profile.pk) == 5
     time.sleep(0.25)
-    (result,) = flush.flush_all()
+    (result,) = drain.drain_all()
     assert result.reclaimed and not result.duplicate
     assert db_likes(profile.pk) == likes(profile.pk) == 5
 
@@ -102,11 +102,11 @@ def test_a_batch_committed_but_not_acknowledged_is_not_applied_twice():
     plan = plan_for(Profile)
     Profile.cached.incr(profile.pk, "likes", by=5)
     index = plan.keys.stripe_of(profile.pk, plan.stripes)
-    result, deltas = flush.claim(plan, index)
-    flush.apply(plan, result, deltas)  # committed; the flusher dies before the ack
+    result, deltas = drain.claim(plan, index)
+    drain.apply(plan, result, deltas)  # committed; the flusher dies before the ack
     assert likes(profile.pk) == 5
     time.sleep(0.25)
-    (again,) = flush.flush_all()
+    (again,) = drain.drain_all()
     assert again.duplicate and again.batch_id == result.batch_id
     assert db_likes(profile.pk) == likes(profile.pk) == 5
     assert CounterBatch.objects.filter(id=result.batch_id).count() == 1
@@ -118,7 +118,7 @@ def test_increments_for_deleted_rows_become_dead_letters():
     Profile.cached.incr(gone.pk, "likes", by=4)
     gone_pk = gone.pk
     gone.delete()
-    flush.flush_all()
+    drain.drain_all()
     letter = DeadLetter.objects.get()
     assert (letter.pk_value, letter.field, letter.delta) == (str(gone_pk), "likes", 4)
     assert db_likes(kept.pk) == 1
@@ -128,7 +128,7 @@ def test_a_positive_counter_never_goes_below_zero():
     profile = ProfileFactory(likes=2)
     Profile.cached.incr(profile.pk, "likes", by=-5)
     assert likes(profile.pk) == 0
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(profile.pk) == 0
 
 
@@ -141,7 +141,7 @@ def test_saving_a_row_read_with_pending_increments_does_not_count_them_twice():
     row.save()
     assert row.likes == 5
     assert db_likes(profile.pk) == 1
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(profile.pk) == 5
 
 
@@ -152,7 +152,7 @@ def test_increments_inside_a_transaction_wait_for_the_commit():
         raise RuntimeError
     with transaction.atomic():
         Profile.cached.incr(profile.pk, "likes", by=2)
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(profile.pk) == 2
 
 
@@ -214,7 +214,7 @@ def test_a_refreshed_or_reassigned_counter_is_saved_as_a_change_from_what_was_sh
     row.likes = 10  # set by hand: +5 from what the row showed
     row.save()
     assert db_likes(profile.pk) == 6
-    flush.flush_all()
+    drain.drain_all()
     assert db_likes(profile.pk) == 10
 
 
@@ -222,7 +222,7 @@ def test_the_portable_flush_handles_positive_counters():
     profiles = ProfileFactory.create_batch(3, likes=1)
     plan = plan_for(Profile)
     rows = {p.pk: {"likes": d} for p, d in zip(profiles, (2, -5, 0), strict=True)}
-    flush._update_portable(plan, rows, "default")
+    drain._update_portable(plan, rows, "default")
     assert [db_likes(p.pk) for p in profiles] == [3, 0, 1]
 
 
@@ -231,10 +231,10 @@ def test_increments_queued_behind_a_reclaimed_batch_are_flushed_in_the_same_run(
     profile = ProfileFactory(likes=0)
     plan = plan_for(Profile)
     Profile.cached.incr(profile.pk, "likes", by=1)
-    flush.claim(plan, plan.keys.stripe_of(profile.pk, plan.stripes))  # the flusher dies
+    drain.claim(plan, plan.keys.stripe_of(profile.pk, plan.stripes))  # the flusher dies
     Profile.cached.incr(profile.pk, "likes", by=2)
     time.sleep(0.25)
-    results = flush.flush_all()
+    results = drain.drain_all()
     assert [r.reclaimed for r in results] == [True, False]
     assert db_likes(profile.pk) == 3
 
@@ -259,3 +259,15 @@ def test_a_settled_increment_that_arrives_late_is_ignored(redis_client):
     args = ("likes:1", 2, 1000, 1000, 8, day)
     scripts.incr(redis_client, (stripe.pending, stripe.throttle, sequence), args)
     assert redis_client.hget(stripe.pending, "likes:1") == b"2"
+
+
+def test_the_drain_s_former_names_still_import_with_a_deprecation_warning():
+    from django_cachestrat import drain
+    from django_cachestrat import flush as former
+
+    with pytest.warns(DeprecationWarning, match=r"flush\.flush_all is deprecated.*drain_all"):
+        assert former.flush_all is drain.drain_all
+    with pytest.warns(DeprecationWarning):
+        assert former.FlushError is drain.DrainError
+    with pytest.raises(AttributeError):
+        former.flush_everything  # noqa: B018

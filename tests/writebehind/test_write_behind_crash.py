@@ -29,7 +29,7 @@ from django.test import override_settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from django_cachestrat import flush
+from django_cachestrat import drain as drains
 from django_cachestrat.client import breaker, connection
 from django_cachestrat.models import CounterBatch, DeadLetter
 from django_cachestrat.plan import plan_for
@@ -300,7 +300,7 @@ def test_workers_killed_at_every_point_of_a_flush_lose_and_repeat_nothing(events
             time.sleep(RECLAIM_AFTER)  # the last dead worker's claim can be reclaimed
             drain(clean)
             clean.stop()
-        assert flush.flush_all() == []  # nothing left in flight
+        assert drains.drain_all() == []  # nothing left in flight
 
         totals = w.totals()
         assert_exact(pks, {pk: START + totals[pk] + extra.get(pk, 0) for pk in pks})
@@ -358,7 +358,7 @@ def test_two_workers_flushing_at_once_apply_each_batch_once(events):
             for worker in pair:
                 assert worker.alive(), worker.output()
                 worker.stop()
-        assert flush.flush_all() == []
+        assert drains.drain_all() == []
         totals = w.totals()
         assert_exact(pks, {pk: START + totals[pk] for pk in pks})
 
@@ -413,7 +413,7 @@ def test_redis_stopped_mid_run_keeps_every_increment_exactly(events):
                 w.stop()
             time.sleep(RECLAIM_AFTER)  # a flush cut by the stop left a claim: reclaim it
             flushes = drain(worker)
-            assert flush.flush_all() == []
+            assert drains.drain_all() == []
             totals = w.totals()
             assert_exact(pks, totals)
             assert outage > 0, "no increment was made while Redis was down"
@@ -466,7 +466,7 @@ def test_an_increment_that_times_out_in_a_slow_redis_is_counted_once():
                 if time.monotonic() > deadline:
                     break
                 time.sleep(0.01)
-            flush.flush_all()
+            drains.drain_all()
             assert Profile.objects.get(pk=pk).likes == 6
     finally:
         server.stop()

@@ -202,7 +202,7 @@ def test_flush_inside_a_transaction_waits_for_the_commit():
 
 
 def test_a_failing_commit_hook_costs_no_other_its_work():
-    from django_cachestrat import flush
+    from django_cachestrat import drain
     from django_cachestrat.signals import invalidated
 
     profile = ProfileFactory(age=1)
@@ -220,5 +220,5 @@ def test_a_failing_commit_hook_costs_no_other_its_work():
     finally:
         invalidated.disconnect(fails)
     assert Profile.cached.get(pk=profile.pk).age == 2
-    flush.flush_model(Profile)
+    drain.drain_model(Profile)
     assert Profile.objects.get(pk=profile.pk).likes == 1

@@ -10,12 +10,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models
 
-from django_cachestrat.flush import (
+from django_cachestrat.drain import (
     BatchResult,
-    FlushError,
+    DrainError,
     StripeError,
     counter_models,
-    flush_model,
+    drain_model,
     forget_old_batches,
 )
 
@@ -58,7 +58,7 @@ class Command(BaseCommand):
             report["errors"] = [str(error) for error in errors]
             self.stdout.write(json.dumps(report, indent=2))
             if errors:
-                raise CommandError(str(FlushError(errors, results)))
+                raise CommandError(str(DrainError(errors, results)))
             return
         for r in results:
             note = " (already applied: acknowledged)" if r.duplicate else ""
@@ -69,7 +69,7 @@ class Command(BaseCommand):
             )
         self.stdout.write(self.style.SUCCESS(_summary(_report(results, elapsed_ms))))
         if errors:
-            raise CommandError(str(FlushError(errors, results)))
+            raise CommandError(str(DrainError(errors, results)))
 
     def _flush(
         self, targets: list[type[models.Model]], show: bool | None
@@ -80,8 +80,8 @@ class Command(BaseCommand):
         errors: list[StripeError] = []
         for model in targets:
             try:
-                results += flush_model(model)
-            except FlushError as exc:
+                results += drain_model(model)
+            except DrainError as exc:
                 results += exc.results
                 errors += exc.errors
             progress.advance()

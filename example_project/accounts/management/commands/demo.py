@@ -16,7 +16,7 @@ from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from django_cachestrat.conf import conf
-from django_cachestrat.flush import BatchResult, flush_all
+from django_cachestrat.drain import BatchResult, drain_all
 from example_project.blog.models import Post
 from example_project.blog.sample import SAMPLE_POSTS, ensure_sample_posts
 
@@ -160,7 +160,7 @@ class Command(BaseCommand):
         increments = sum(r.increments for r in results)
         applying = sum(r.duration_ms for r in results)
         note = f"{rows} rows, {increments} increments, {applying:.1f} ms in the database"
-        self.row("flush_all()", f"{len(results)} batches", flushed, None, note)
+        self.row("drain_all()", f"{len(results)} batches", flushed, None, note)
 
     def settled(self, pk: Any, slug: str, pks: list[Any], expected: tuple[int, int]) -> None:
         stored = once(lambda: Post.objects.get(pk=pk))
@@ -252,14 +252,14 @@ class Command(BaseCommand):
 
 
 def _flush() -> list[BatchResult]:
-    """``flush_all()`` until nothing is left.
+    """``drain_all()`` until nothing is left.
 
     One call takes one batch per stripe: usually all there is, but a batch a dead flusher
     left behind is applied first and the increments pending behind it at the next call.
     """
     results: list[BatchResult] = []
     for _ in range(5):
-        batches = flush_all()
+        batches = drain_all()
         if not batches:
             break
         results += batches
