@@ -10,17 +10,25 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 from django.core.cache import InvalidCacheBackendError, caches
 from django.utils.module_loading import import_string
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from .breaker import CircuitBreaker
+from .breaker import State, Unavailable, breaker
 from .conf import conf
-from .topology import ReplicaLag, Topology, topology_for
+from .topology import NodeDown, ReplicaLag, Topology, failed_node, topology_for
 
-__all__ = ["Unavailable", "breaker", "connection", "fail_open", "new_generation", "scripts"]
+__all__ = [
+    "Unavailable",
+    "breaker",
+    "breaker_states",
+    "connection",
+    "fail_open",
+    "new_generation",
+    "scripts",
+]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -33,15 +41,10 @@ R = TypeVar("R")
 #: cache any more (CACHES changed at run time).
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError, InvalidCacheBackendError)
 
-breaker = CircuitBreaker()
 _topology: Topology | None = None
 _built_with: Any = None
 #: Called with the primaries when the connection is first built (plugged in by hooks.py).
 on_connect: list[Callable[[list[Any]], None]] = []
-
-
-class Unavailable(Exception):
-    """Redis could not be used for this call; the caller serves from the database."""
 
 
 def topology() -> Topology:
@@ -106,18 +109,50 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             result = func(*args, **kwargs)
         except ReplicaLag:
             raise  # the primary took the write; the caller keeps it for after a failover
-        except REDIS_ERRORS as exc:
-            pending.expect_records()
-            breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)  # counts it too
-            logger.warning("Redis unavailable, serving from the database: %s", exc)
+        except NodeDown as exc:
+            if exc.failed:
+                _failed(exc, exc.node)
             if not conf.FAIL_OPEN:
                 raise
-            raise Unavailable(str(exc)) from exc
+            raise Unavailable(str(exc)) from exc  # known down: skipped, nothing to count
+        except REDIS_ERRORS as exc:
+            # On a cluster the node the error came from is blamed, not the connection.
+            cluster = _topology is not None and _topology.is_cluster
+            _failed(exc, failed_node(exc) if cluster else None)
         if breaker.failures:
             breaker.success()
         return result
 
     return wrapper
+
+
+def _failed(exc: BaseException, node: str | None) -> NoReturn:
+    """Count a failure on the node's breaker (or the connection's), then fail open."""
+    pending.expect_records()
+    failing = breaker.node(node) if node else breaker
+    failing.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)  # counts it too
+    logger.warning("Redis unavailable, serving from the database: %s", exc)
+    if not conf.FAIL_OPEN:
+        raise exc
+    raise Unavailable(str(exc)) from exc
+
+
+def breaker_states() -> dict[str, State]:
+    """Every server's breaker: ``{"host:port": "closed" | "open" | "half-open"}``.
+
+    One entry for one server (or a Sentinel primary), one per primary on a Redis Cluster
+    (and per node that failed since). The connection's own breaker, open when Redis could
+    not be reached at all, shows on every entry."""
+    shape = _topology
+    whole = breaker.state
+    names = shape.names() if shape is not None else []
+    if shape is None or not shape.is_cluster:
+        return dict.fromkeys(names or ["redis"], whole)
+    states = {name: "closed" for name in names}
+    states.update({name: node.state for name, node in list(breaker.nodes.items())})
+    if whole != "closed":
+        states = dict.fromkeys(states, whole)
+    return states
 
 
 class Script:

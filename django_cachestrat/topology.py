@@ -8,14 +8,26 @@ before it reads any reply, so a call costs about one round trip to the slowest n
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AskError,
+    ConnectionError,
+    MovedError,
+    RedisClusterException,
+    RedisError,
+    SlotNotCoveredError,
+    TimeoutError,
+    TryAgainError,
+)
 
-__all__ = ["Cluster", "ReplicaLag", "Single", "Topology", "topology_for"]
+from .breaker import breaker, node_name
+
+__all__ = ["Cluster", "NodeDown", "ReplicaLag", "Single", "Topology", "topology_for"]
 
 #: How long an invalidation waits for a replica of each primary it wrote to (``WAIT``).
 REPLICA_WAIT_MS = 100
@@ -32,6 +44,28 @@ class ReplicaLag(RedisError):
         super().__init__("no replica acknowledged the invalidation in time")
         self.keys = list(keys)
         self.sets = dict(sets or {})
+
+
+class NodeDown(RedisError):
+    """A Redis Cluster node failed this call (``failed``), or its breaker is open and the
+    call did not try it."""
+
+    def __init__(self, node: str, failed: bool) -> None:
+        super().__init__(f"node {node} {'failed' if failed else 'is known down'}")
+        self.node = node
+        self.failed = failed
+
+
+def failed_node(exc: BaseException) -> str | None:
+    """The "host:port" of the node a connection error or timeout came from: redis-py
+    attaches the connection (or the cluster node) to the errors it raises."""
+    if isinstance(exc, NodeDown):
+        return exc.node
+    if not isinstance(exc, ConnectionError | TimeoutError):
+        return None
+    where = getattr(exc, "connection", None)
+    host, port = getattr(where, "host", None), getattr(where, "port", None)
+    return node_name(host, port) if host and port else None
 
 
 class Single:
@@ -94,6 +128,17 @@ class Single:
         """One client per primary, for per-server commands (SCAN, INFO, DBSIZE)."""
         return [self.client]
 
+    def names(self) -> list[str]:
+        """The server as breaker states name it: "host:port", a socket path, or a
+        Sentinel service's name."""
+        pool: Any = getattr(self.client, "connection_pool", None)
+        if getattr(pool, "service_name", None):
+            return [f"sentinel:{pool.service_name}"]
+        options = getattr(pool, "connection_kwargs", {})
+        if options.get("path"):
+            return [str(options["path"])]
+        return [node_name(options.get("host", "localhost"), options.get("port", 6379))]
+
 
 class Cluster(Single):
     """A Redis Cluster through redis-py's ``RedisCluster`` (its slot table and redirects)."""
@@ -102,9 +147,79 @@ class Cluster(Single):
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
-        # NOTE: the generation key and the rows it guards live in different slots, so the
-        # hit path's MGET is split by slot: one MGET per slot, every node in one pipeline.
-        self.mget = client.mget_nonatomic
+        self._keyslot: Callable[[str], int] = client.keyslot
+        self._node_of: Callable[[int], Any] = client.nodes_manager.get_node_from_slot
+
+    def mget(self, keys: list[str]) -> list[Any]:
+        """One MGET per slot, written to every node before any reply is read.
+
+        NOTE: the generation key and the rows it guards live in different slots. Slots are
+        found by redis-py's own table; a node whose breaker is open is not tried (its keys
+        are served from the database), and a redirect (a slot that moved) is left to
+        redis-py's ``mget_nonatomic``, which follows it and refreshes the table.
+        """
+        nodes = self._plan(keys)
+        values: list[Any] = [None] * len(keys)
+        sent: list[tuple[Any, Any, list[list[int]]]] = []
+        name = ""
+        try:
+            for name, (node, groups) in nodes.items():
+                node_breaker = breaker.nodes.get(name)
+                if node_breaker is not None and not node_breaker.allow():
+                    raise NodeDown(name, failed=False)
+                pool = self.client.get_redis_connection(node).connection_pool
+                conn = pool.get_connection()
+                sent.append((conn, pool, groups))
+                commands = [("MGET", *[keys[i] for i in group]) for group in groups]
+                conn.send_packed_command(conn.pack_commands(commands))
+            for (conn, _, groups), reading in zip(sent, nodes, strict=False):
+                name = reading  # for the except clauses below
+                for group in groups:
+                    for i, value in zip(group, conn.read_response(), strict=True):
+                        values[i] = value
+        except (MovedError, AskError, TryAgainError):
+            _release(sent, broken=True)
+            values = list(self.client.mget_nonatomic(keys))
+        except (ConnectionError, TimeoutError) as exc:
+            _release(sent, broken=True)
+            self.refresh()
+            raise NodeDown(name, failed=True) from exc
+        except BaseException:
+            _release(sent, broken=True)
+            raise
+        else:
+            _release(sent, broken=False)
+        for name in nodes:
+            node_breaker = breaker.nodes.get(name)
+            if node_breaker is not None and node_breaker.failures:
+                node_breaker.success()
+        return values
+
+    def _plan(self, keys: list[str]) -> dict[str, tuple[Any, list[list[int]]]]:
+        """The keys' positions, by node and, within a node, by slot."""
+        by_slot: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            by_slot.setdefault(self._keyslot(key), []).append(i)
+        nodes: dict[str, tuple[Any, list[list[int]]]] = {}
+        for slot, group in by_slot.items():
+            try:
+                node = self._node_of(slot)
+            except SlotNotCoveredError:  # no primary for it (yet): a miss, not an error
+                self.refresh()
+                raise NodeDown(f"slot {slot}", failed=False) from None
+            nodes.setdefault(node.name, (node, []))[1].append(group)
+        return nodes
+
+    _refreshed = 0.0
+
+    def refresh(self) -> None:
+        """Ask the cluster for its slot table again (at most once a second): after a node
+        failed, a replica may have taken its slots over."""
+        if time.monotonic() - self._refreshed < 1.0:
+            return
+        self._refreshed = time.monotonic()
+        with contextlib.suppress(RedisError, RedisClusterException):
+            self.client.nodes_manager.initialize()
 
     def pipeline(self) -> Any:
         return self.client.pipeline()
@@ -163,8 +278,19 @@ class Cluster(Single):
     def primaries(self) -> list[Any]:
         return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
 
+    def names(self) -> list[str]:
+        return sorted(node.name for node in self.client.get_primaries())
+
 
 Topology = Single | Cluster
+
+
+def _release(sent: list[tuple[Any, Any, list[list[int]]]], broken: bool) -> None:
+    """Give the connections back; one whose replies were not all read is closed first."""
+    for conn, pool, _ in sent:
+        if broken:
+            conn.disconnect()
+        pool.release(conn)
 
 
 def _has_sentinel_replicas(client: Any) -> bool:
