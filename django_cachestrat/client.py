@@ -104,7 +104,11 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
         try:
             if pending.waiting:  # deletes that missed Redis go first, before any read
                 pending.replay(wait=False)
-            if pending.unconfirmed_keys or pending.unconfirmed_generations:
+            if (
+                pending.unconfirmed_keys
+                or pending.unconfirmed_generations
+                or pending.unconfirmed_calls
+            ):
                 pending.resend_unconfirmed()  # a failover may have lost them
             result = func(*args, **kwargs)
         except ReplicaLag:
@@ -175,34 +179,47 @@ class Script:
 Call = tuple[Script, Sequence[str], Sequence[Any]]
 
 
-def run_many(client: Any, calls: Sequence[Call]) -> list[Any]:
+def run_many(client: Any, calls: Sequence[Call], wait: bool = False) -> list[Any]:
     """Run script calls in one pipelined round trip (two if Redis lost its script cache).
 
     On a cluster the pipeline routes each EVALSHA by its keys (every script touches one
     slot) and sends to all nodes before reading; ``SCRIPT LOAD`` goes to every primary.
+    ``wait``: then ``WAIT 1`` on every primary written to that has a replica, in the same
+    pipeline; :class:`ReplicaLag` if one was not acknowledged in time (the calls ran).
     """
     results: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     # The app's own connection has its topology already (built once: for a Sentinel
     # primary, building one asks the sentinels for replicas).
     shape = _topology if _topology is not None and _topology.client is client else None
+    shape = shape or topology_for(client)
+    targets = shape.wait_targets(keys[0] for _, keys, _ in calls if keys) if wait else []
+    acknowledged: list[Any] = []
     for attempt in (1, 2):
-        pipe = (shape or topology_for(client)).pipeline()
+        pipe = shape.pipeline()
         for i in todo:
             script, keys, args = calls[i]
             pipe.evalsha(script.sha, len(keys), *keys, *args)
+        shape.add_waits(pipe, targets)
+        out = pipe.execute(raise_on_error=False)
+        out, acknowledged = out[: len(todo)], out[len(todo) :]
         missing = []
-        for i, out in zip(todo, pipe.execute(raise_on_error=False), strict=True):
-            if isinstance(out, NoScriptError) and attempt == 1:
+        for i, reply in zip(todo, out, strict=True):
+            if isinstance(reply, NoScriptError) and attempt == 1:
                 missing.append(i)
-            elif isinstance(out, Exception):
-                raise out
-            results[i] = out
+            elif isinstance(reply, Exception):
+                raise reply
+            results[i] = reply
         if not missing:
             break
         for script in {calls[i][0] for i in missing}:
             client.script_load(script.source)
         todo = missing
+    for count in acknowledged:
+        if isinstance(count, Exception):
+            raise count
+        if int(count) < 1:
+            raise ReplicaLag()
     return results
 
 
@@ -276,6 +293,7 @@ class PendingInvalidations:
         self.calls: list[Call] = []  # script calls to settle write-behind increments
         self.unconfirmed_keys: set[str] = set()  # taken by a primary, no replica confirmed
         self.unconfirmed_generations: dict[str, str] = {}  # generation key -> value sent
+        self.unconfirmed_calls: list[Call] = []  # settle calls no replica confirmed yet
         self.durable = True  # the database's records are still to be replayed
         self.waiting = True  # read without the lock on every Redis call
         # Where missed invalidations are kept for every process: the database's table,
@@ -319,14 +337,19 @@ class PendingInvalidations:
     _confirmed_at = 0.0
 
     def resend_unconfirmed(self) -> None:
-        """Send the unconfirmed deletes again (see :meth:`add_unconfirmed`)."""
+        """Send the unconfirmed deletes and settle calls again (see
+        :meth:`add_unconfirmed`); a settle call acts once however often it runs."""
         with self._lock:
             keys, sets = list(self.unconfirmed_keys), dict(self.unconfirmed_generations)
-        if not (keys or sets):
+            calls = list(self.unconfirmed_calls)
+        if not (keys or sets or calls):
             return
         confirm = time.monotonic() - self._confirmed_at >= self.CONFIRM_EVERY
         try:
-            topology().invalidate(keys, sets, wait=confirm)
+            if calls:
+                run_many(connection(), calls, wait=confirm)
+            if keys or sets:
+                topology().invalidate(keys, sets, wait=confirm)
         except ReplicaLag:
             self._confirmed_at = time.monotonic()
             return
@@ -335,6 +358,7 @@ class PendingInvalidations:
                 self.unconfirmed_keys.difference_update(keys)
                 for key in sets:
                     self.unconfirmed_generations.pop(key, None)
+                del self.unconfirmed_calls[: len(calls)]
 
     def add_call(self, call: Call) -> None:
         with self._lock:
@@ -364,7 +388,14 @@ class PendingInvalidations:
         count = len(keys) + len(gens) + len(calls)
         try:
             if calls:
-                run_many(connection(), calls)
+                # Where a failover can promote a replica, a settle call counts as done
+                # once a replica holds it (like the increment it settles): until then it
+                # is sent again, with the unconfirmed deletes.
+                try:
+                    run_many(connection(), calls, wait=topology().may_lag)
+                except ReplicaLag:
+                    with self._lock:
+                        self.unconfirmed_calls.extend(calls)
                 calls = []  # they ran: keep only the invalidations if those fail
             if keys or gens:
                 try:
@@ -395,6 +426,7 @@ class PendingInvalidations:
         with self._lock:
             self.keys, self.generations, self.calls = set(), set(), []
             self.unconfirmed_keys, self.unconfirmed_generations = set(), {}
+            self.unconfirmed_calls = []
             self.durable = self.waiting = False
 
 

@@ -79,6 +79,8 @@ class Single:
         self.mget: Callable[[list[str]], list[Any]] = client.mget
         self.replicated = _has_sentinel_replicas(client)
         self._asked = time.monotonic()
+        # Whether a failover can promote a replica: only then do writes wait for one.
+        self.may_lag = getattr(client.connection_pool, "sentinel_manager", None) is not None
 
     def pipeline(self) -> Any:
         return self.client.pipeline(transaction=False)
@@ -124,6 +126,16 @@ class Single:
             self._asked = time.monotonic()
         return self.replicated
 
+    def wait_targets(self, keys: Iterable[str]) -> list[Any]:
+        """Where a write of ``keys`` must ``WAIT`` for a replica: the primary, if the
+        sentinels know a live replica of it."""
+        return [None] if self._has_replicas() else []
+
+    def add_waits(self, pipe: Any, targets: list[Any]) -> None:
+        """``WAIT 1`` after the writes queued in ``pipe``, once per target."""
+        for _ in targets:
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+
     def primaries(self) -> list[Any]:
         """One client per primary, for per-server commands (SCAN, INFO, DBSIZE)."""
         return [self.client]
@@ -144,6 +156,7 @@ class Cluster(Single):
     """A Redis Cluster through redis-py's ``RedisCluster`` (its slot table and redirects)."""
 
     is_cluster = True
+    may_lag = True
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
@@ -269,6 +282,16 @@ class Cluster(Single):
         acknowledged = out[len(out) - len(primaries) :]
         if any(int(count) < 1 for count in acknowledged):
             raise ReplicaLag(keys, sets)
+
+    def wait_targets(self, keys: Iterable[str]) -> list[Any]:
+        primaries: dict[str, Any] = {}
+        for key in keys:
+            self._replicated(self._keyslot(key), primaries)
+        return list(primaries.values())
+
+    def add_waits(self, pipe: Any, targets: list[Any]) -> None:
+        for node in targets:  # in the cluster pipeline: after the writes, on their connection
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
 
     def _replicated(self, slot: int, primaries: dict[str, Any]) -> None:
         nodes = self.client.nodes_manager.slots_cache.get(slot) or []
