@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     ConnectionError,
@@ -27,7 +28,29 @@ from redis.exceptions import (
 
 from .breaker import breaker, node_name
 
-__all__ = ["Cluster", "NodeDown", "ReplicaLag", "Single", "Topology", "topology_for"]
+__all__ = [
+    "GENERATION_COPIES",
+    "Cluster",
+    "NodeDown",
+    "ReplicaLag",
+    "Single",
+    "Topology",
+    "copy_key",
+    "topology_for",
+]
+
+#: On a Redis Cluster, how many copies each row generation has, in fixed hash slots, so
+#: that nearly every primary holds one (see ``Cluster.home``).
+GENERATION_COPIES = 64
+#: How row generation keys end (``KeySpace.generation``): those get copies on a cluster.
+ROW_GENERATION_SUFFIX = ":gen"
+
+
+def copy_key(generation: str, index: int) -> str:
+    """Copy ``index`` of a row generation: the hash tag alone picks its slot, the same
+    for every model, so a node's copies of all models share one slot."""
+    return f"{generation}:{{g{index}}}"
+
 
 #: How long an invalidation waits for a replica of each primary it wrote to (``WAIT``).
 REPLICA_WAIT_MS = 100
@@ -126,6 +149,11 @@ class Single:
             self._asked = time.monotonic()
         return self.replicated
 
+    def home(self, generation: str, key: str) -> str:
+        """The key to read ``generation`` from together with ``key``: on one server, the
+        generation key itself."""
+        return generation
+
     def wait_targets(self, keys: Iterable[str]) -> list[Any]:
         """Where a write of ``keys`` must ``WAIT`` for a replica: the primary, if the
         sentinels know a live replica of it."""
@@ -162,6 +190,37 @@ class Cluster(Single):
         self.client = client
         self._keyslot: Callable[[str], int] = client.keyslot
         self._node_of: Callable[[int], Any] = client.nodes_manager.get_node_from_slot
+        self._copy_slots = [key_slot(copy_key("", i).encode()) for i in range(GENERATION_COPIES)]
+        self._copies: dict[str, int] = {}  # node name -> the copy it holds
+
+    def home(self, generation: str, key: str) -> str:
+        """The copy of ``generation`` on the node that serves ``key``, so a one-row hit
+        reads one node; the generation key itself when that node holds no copy."""
+        name = self._node_of(self._keyslot(key)).name
+        index = self._copies.get(name)
+        if index is None or self._node_of(self._copy_slots[index]).name != name:
+            index = self._place_copies().get(name)  # the slot table changed since
+            if index is None:
+                return generation
+        return copy_key(generation, index)
+
+    def _place_copies(self) -> dict[str, int]:
+        """Which copy each primary holds: the first whose slot it serves."""
+        copies: dict[str, int] = {}
+        for index, slot in enumerate(self._copy_slots):
+            with contextlib.suppress(SlotNotCoveredError):
+                copies.setdefault(self._node_of(slot).name, index)
+        self._copies = copies
+        return copies
+
+    def with_copies(self, sets: Mapping[str, str]) -> dict[str, str]:
+        """``sets`` with every copy of each row generation given the same value."""
+        expanded = dict(sets)
+        for key, value in sets.items():
+            if key.endswith(ROW_GENERATION_SUFFIX):
+                for index in range(GENERATION_COPIES):
+                    expanded[copy_key(key, index)] = value
+        return expanded
 
     def mget(self, keys: list[str]) -> list[Any]:
         """One MGET per slot, written to every node before any reply is read.
@@ -271,7 +330,7 @@ class Cluster(Single):
         for slot, group in self._by_slot(keys).items():
             pipe.execute_command("DEL", *group)
             self._replicated(slot, primaries)
-        for key, value in sets.items():
+        for key, value in self.with_copies(sets).items():
             pipe.set(key, value)
             self._replicated(self.client.keyslot(key), primaries)
         if not wait:

@@ -23,6 +23,7 @@ from django_cachestrat.inspection import inspect_row
 from django_cachestrat.models import CounterBatch
 from django_cachestrat.overview import gather
 from django_cachestrat.plan import plan_for
+from django_cachestrat.topology import GENERATION_COPIES, copy_key
 from tests import cluster as servers
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
@@ -435,17 +436,17 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
     only that node's breaker opens, and the cache serves them again once it is back."""
     plan = plan_for(Team)
     teams = TeamFactory.create_batch(30)
-    Team.cached.get_many([t.pk for t in teams])
-    generation_node = primary_of(fresh_cluster, plan.keys.generation)
+    for team in teams:  # one-row hits: each node's copy of the generation is made
+        Team.cached.get(pk=team.pk)
     by_node: dict[int, list[int]] = {}
     for team in teams:
         by_node.setdefault(primary_of(fresh_cluster, plan.keys.row(team.pk)).port, []).append(
             team.pk
         )
-    # The model's generation key has a node of its own: that node down, every row of the
-    # model is read from the database (docs/limits.md); stop another one.
-    dead_port = next(port for port in by_node if port != generation_node.port)
-    dead, replica = primary_and_replica(fresh_cluster, plan.keys.row(by_node[dead_port][0]))
+    # The node holding the model's generation key itself: a one-row hit reads the copy on
+    # the row's own node instead, so the other nodes' rows keep hitting.
+    dead_port = primary_of(fresh_cluster, plan.keys.generation).port
+    dead, replica = primary_and_replica(fresh_cluster, plan.keys.generation)
     dead_pks = by_node[dead_port]
     live_pks = [pk for port, pks in by_node.items() if port != dead_port for pk in pks]
     for port in fresh_cluster.live_ports():  # so the other primaries keep serving their slots
@@ -483,3 +484,35 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
         assert set(client.breaker_states().values()) == {"closed"}
         for pk in dead_pks + live_pks:
             assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+
+
+def test_generation_copies_follow_flushes_and_their_eviction_only_causes_misses(
+    on_cluster: LocalCluster,
+) -> None:
+    """A one-row hit reads the generation's copy on the row's node: a flush gives every
+    copy the generation's new value, and a copy that is evicted comes back with the
+    generation's value, never with an older one."""
+    plan = plan_for(Team)
+    pks = [team.pk for team in TeamFactory.create_batch(12)]
+    homes = {pk: topology().home(plan.keys.generation, plan.keys.row(pk)) for pk in pks}
+    assert len(set(homes.values())) == 3  # one copy per primary
+    for pk in pks:
+        Team.cached.get(pk=pk)
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+    Team.cached.flush()
+    cluster = connection()
+    copies = [copy_key(plan.keys.generation, i) for i in range(GENERATION_COPIES)]
+    values = cluster.mget_nonatomic([plan.keys.generation, *copies])
+    assert len(set(values)) == 1 and values[0] is not None  # all alike, all new
+    for pk in pks:  # every row cached before the flush is a miss
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 1
+    cluster.delete(homes[pks[0]])  # evicted: it is made again from the generation
+    assert count_queries(lambda: Team.cached.get(pk=pks[0]))[1] == 0
+    assert cluster.get(homes[pks[0]]) == values[0]
+    Team.cached.flush()
+    for key in [plan.keys.generation, *set(homes.values())]:  # evicted, all of them
+        cluster.delete(key)
+    for pk in pks:  # rows filled under the flushed generation never come back
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 1
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+    assert count_queries(lambda: Team.cached.get_many(pks))[1] == 0  # one value again
