@@ -193,6 +193,7 @@ def run_many(client: Any, calls: Sequence[Call], wait: bool = False) -> list[Any
     # primary, building one asks the sentinels for replicas).
     shape = _topology if _topology is not None and _topology.client is client else None
     shape = shape or topology_for(client)
+    shape.guard(keys[0] for _, keys, _ in calls if keys)  # every script: one slot
     targets = shape.wait_targets(keys[0] for _, keys, _ in calls if keys) if wait else []
     acknowledged: list[Any] = []
     for attempt in (1, 2):

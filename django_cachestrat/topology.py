@@ -154,6 +154,10 @@ class Single:
         generation key itself."""
         return generation
 
+    def guard(self, keys: Iterable[str]) -> None:
+        """On a cluster: raise :class:`NodeDown` if a node these keys live on is known down
+        (one server has the connection's breaker only, checked by ``fail_open``)."""
+
     def wait_targets(self, keys: Iterable[str]) -> list[Any]:
         """Where a write of ``keys`` must ``WAIT`` for a replica: the primary, if the
         sentinels know a live replica of it."""
@@ -302,7 +306,21 @@ class Cluster(Single):
             groups.setdefault(self.client.keyslot(key), []).append(key)
         return groups
 
+    def guard(self, keys: Iterable[str]) -> None:
+        if not breaker.nodes:  # no node has failed in this process: nothing to look up
+            return
+        for slot in {self._keyslot(key) for key in keys}:
+            try:
+                name = self._node_of(slot).name
+            except SlotNotCoveredError:
+                raise NodeDown(f"slot {slot}", failed=False) from None
+            node_breaker = breaker.nodes.get(name)
+            if node_breaker is not None and not node_breaker.allow():
+                raise NodeDown(name, failed=False)
+
     def delete(self, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        self.guard(keys)
         groups = self._by_slot(keys)
         if groups:
             pipe = self.pipeline()
@@ -322,15 +340,18 @@ class Cluster(Single):
         has a replica, all in one cluster pipeline (so each WAIT follows the writes on
         the same connection). Invariant 9: an invalidation counts as sent only once a
         replica holds it, so a failover cannot promote a replica that lacks it."""
+        keys, marks, asked = list(keys), list(marks), sets
+        sets = self.with_copies(asked)
+        # A node known down is not waited for: the invalidation is kept and replayed.
+        self.guard([*keys, *marks, *sets])
         pipe = self.pipeline()
         primaries: dict[str, Any] = {}
-        keys = list(keys)
         for mark in marks:
             pipe.set(mark, b"1", px=lag_ms)
         for slot, group in self._by_slot(keys).items():
             pipe.execute_command("DEL", *group)
             self._replicated(slot, primaries)
-        for key, value in self.with_copies(sets).items():
+        for key, value in sets.items():
             pipe.set(key, value)
             self._replicated(self.client.keyslot(key), primaries)
         if not wait:
@@ -340,7 +361,7 @@ class Cluster(Single):
         out = pipe.execute()
         acknowledged = out[len(out) - len(primaries) :]
         if any(int(count) < 1 for count in acknowledged):
-            raise ReplicaLag(keys, sets)
+            raise ReplicaLag(keys, asked)
 
     def wait_targets(self, keys: Iterable[str]) -> list[Any]:
         primaries: dict[str, Any] = {}

@@ -275,6 +275,19 @@ def primary_and_replica(cluster: LocalCluster, key: str) -> tuple[Any, Any]:
     raise AssertionError(f"no node serves slot {slot}")
 
 
+def replica_listed(key: str) -> None:
+    """Until the app's client lists a replica for ``key``'s slot. The client waits for the
+    replicas its slot table lists: a busy machine may have built the table before
+    CLUSTER SLOTS listed them."""
+    client = connection()
+    slot = client.keyslot(key)
+    deadline = time.monotonic() + 10
+    while len(client.nodes_manager.slots_cache.get(slot) or []) < 2:
+        assert time.monotonic() < deadline, "the replica never appeared in CLUSTER SLOTS"
+        time.sleep(0.1)
+        client.nodes_manager.initialize()
+
+
 def read_until_cached(pk: Any, seconds: float = 15) -> list[int]:
     """Every age read until a read is served from the cache again."""
     ages = []
@@ -413,6 +426,7 @@ def test_a_stopped_replica_does_not_turn_the_cache_off(fresh_cluster: LocalClust
     Profile.cached.get(pk=hot.pk)
     _, replica = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(other.pk))
     assert replica.process is not None
+    replica_listed(plan_for(Profile).keys.row(other.pk))
     os.kill(replica.process.pid, signal.SIGSTOP)
     try:
         other.age = 6
@@ -430,6 +444,7 @@ def primary_of(cluster: LocalCluster, key: str) -> Any:
     return primary_and_replica(cluster, key)[0]
 
 
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
 def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalCluster) -> None:
     """One primary and its replica stopped (so no failover): rows on the other primaries
     keep hitting, rows on the stopped one come from the database without an exception,
@@ -474,6 +489,14 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
             assert states.pop(f"127.0.0.1:{dead_port}") == "open"
             assert set(states.values()) == {"closed"} and len(states) == 2, states
             assert not breaker.is_open and breaker.trips == 1
+            changed = Team.objects.get(pk=dead_pks[0])
+            changed.name = "changed"
+            changed.save()  # its delete cannot reach the node: kept, and replayed first
+            started = time.monotonic()
+            for pk in live_pks:  # so this process reads the database, without waiting
+                assert Team.cached.get(pk=pk).pk == pk
+            assert time.monotonic() - started < 1.0
+            assert Team.cached.get(pk=dead_pks[0]).name == "changed"
         finally:
             os.kill(dead.process.pid, signal.SIGCONT)
             os.kill(replica.process.pid, signal.SIGCONT)
@@ -482,6 +505,7 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
             assert time.monotonic() < deadline, client.breaker_states()
             time.sleep(0.1)
         assert set(client.breaker_states().values()) == {"closed"}
+        assert not pending and Team.cached.get(pk=dead_pks[0]).name == "changed"
         for pk in dead_pks + live_pks:
             assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
 

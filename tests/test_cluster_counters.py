@@ -18,7 +18,7 @@ from django_cachestrat.client import pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ProfileFactory
 from tests.servers import LocalCluster
-from tests.test_cluster import fresh_cluster, primary_and_replica
+from tests.test_cluster import fresh_cluster, primary_and_replica, replica_listed
 from tests.testapp.models import Profile
 
 __all__ = ["fresh_cluster"]  # the fixture, used by name
@@ -72,6 +72,8 @@ def test_a_replica_that_missed_increments_takes_over_and_none_is_lost(
     space = plan.space("default")
     stripes = {space.stripe(space.stripe_of(pk, plan.stripes)).pending for pk in pks}
     primary, replica = primary_and_replica(fresh_cluster, sorted(stripes)[0])
+    for stripe in stripes:
+        replica_listed(stripe)
     stop, counts = incrementing(pks, threads=3)
     try:
         time.sleep(0.5)
@@ -103,6 +105,7 @@ def test_a_primary_killed_under_increments_loses_none(fresh_cluster: LocalCluste
     space = plan.space("default")
     stripe = space.stripe(space.stripe_of(pks[0], plan.stripes))
     primary, _ = primary_and_replica(fresh_cluster, stripe.pending)
+    replica_listed(stripe.pending)
     stop, counts = incrementing(pks, threads=3)
     try:
         time.sleep(0.5)
