@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from .breaker import State, Unavailable, breaker
 from .conf import conf
-from .topology import NodeDown, ReplicaLag, Topology, failed_node, topology_for
+from .topology import Cluster, NodeDown, ReplicaLag, Topology, failed_node, topology_for
 
 __all__ = [
     "Unavailable",
@@ -193,6 +193,13 @@ def run_many(client: Any, calls: Sequence[Call], wait: bool = False) -> list[Any
     # primary, building one asks the sentinels for replicas).
     shape = _topology if _topology is not None and _topology.client is client else None
     shape = shape or topology_for(client)
+    if len(calls) == 1 and calls[0][1] and isinstance(shape, Cluster):  # straight to its node
+        script, keys, args = calls[0]
+        answer = shape.run_script(script.sha, keys, args, wait)
+        if answer is not None:
+            if not answer[1]:
+                raise ReplicaLag()
+            return [answer[0]]
     shape.guard(keys[0] for _, keys, _ in calls if keys)  # every script: one slot
     targets = shape.wait_targets(keys[0] for _, keys, _ in calls if keys) if wait else []
     acknowledged: list[Any] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.cluster import RedisCluster
@@ -19,8 +19,10 @@ from redis.exceptions import (
     AskError,
     ConnectionError,
     MovedError,
+    NoScriptError,
     RedisClusterException,
     RedisError,
+    ResponseError,
     SlotNotCoveredError,
     TimeoutError,
     TryAgainError,
@@ -271,6 +273,38 @@ class Cluster(Single):
                 node_breaker.success()
         return values
 
+    def run_script(
+        self, sha: str, keys: Sequence[str], args: Sequence[Any], wait: bool
+    ) -> tuple[Any, bool] | None:
+        """One ``EVALSHA`` on the node of its keys' slot, then (``wait``, if the slot has a
+        replica) ``WAIT 1`` on the same connection, in one write: ``(result, acknowledged)``.
+
+        None when it must go through redis-py's cluster pipeline instead: a redirect, or a
+        script the node has not loaded (nothing ran then)."""
+        slot = self._keyslot(keys[0])
+        self.guard(keys[:1])
+        node = self._node_of(slot)
+        commands: list[tuple[Any, ...]] = [("EVALSHA", sha, len(keys), *keys, *args)]
+        if wait and len(self.client.nodes_manager.slots_cache.get(slot) or []) > 1:
+            commands.append(("WAIT", 1, REPLICA_WAIT_MS))
+        pool = self.client.get_redis_connection(node).connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            replies = [_reply(conn) for _ in commands]
+        except (ConnectionError, TimeoutError) as exc:
+            conn.disconnect()
+            self.refresh()
+            raise NodeDown(node.name, failed=True) from exc
+        finally:
+            pool.release(conn)
+        result = replies[0]
+        if isinstance(result, MovedError | AskError | TryAgainError | NoScriptError):
+            return None
+        if isinstance(result, Exception):
+            raise result
+        return result, len(replies) == 1 or int(replies[1]) >= 1
+
     def _plan(self, keys: list[str]) -> dict[str, tuple[Any, list[list[int]]]]:
         """The keys' positions, by node and, within a node, by slot."""
         by_slot: dict[int, list[int]] = {}
@@ -386,6 +420,14 @@ class Cluster(Single):
 
 
 Topology = Single | Cluster
+
+
+def _reply(conn: Any) -> Any:
+    """The next reply on a connection; an error reply is returned, not raised."""
+    try:
+        return conn.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 def _release(sent: list[tuple[Any, Any, list[list[int]]]], broken: bool) -> None:
