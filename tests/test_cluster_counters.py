@@ -16,12 +16,13 @@ from redis import Redis
 from django_cachestrat import flush
 from django_cachestrat.client import pending
 from django_cachestrat.plan import plan_for
+from tests import cluster as servers
 from tests.factories import ProfileFactory
 from tests.servers import LocalCluster
-from tests.test_cluster import fresh_cluster, primary_and_replica, replica_listed
+from tests.test_cluster import fresh_cluster, fresh_sentinel, primary_and_replica, replica_listed
 from tests.testapp.models import Profile
 
-__all__ = ["fresh_cluster"]  # the fixture, used by name
+__all__ = ["fresh_cluster", "fresh_sentinel"]  # the fixtures, used by name
 
 pytestmark = pytest.mark.django_db(transaction=True)  # increments outside a test transaction
 
@@ -122,3 +123,25 @@ def test_a_primary_killed_under_increments_loses_none(fresh_cluster: LocalCluste
     settle_and_flush(pks)
     likes = dict(Profile.objects.filter(pk__in=pks).values_list("pk", "likes"))
     assert likes == {pk: 5 + acknowledged[pk] for pk in pks}
+
+
+def test_through_sentinel_an_increment_no_replica_confirmed_goes_to_the_database(
+    fresh_sentinel: servers.LocalSentinel,
+) -> None:
+    """The Sentinel primary's replica is stopped: an increment waits for it in vain, is
+    written to the database, and is settled in Redis; the flush adds nothing twice. (Once
+    the sentinels find the replica down, increments go to Redis without waiting: with no
+    live replica there is no failover to lose them in.)"""
+    profile = ProfileFactory(likes=0)
+    Profile.cached.incr(profile.pk, "likes")  # confirmed by the replica: pending in Redis
+    assert Profile.objects.get(pk=profile.pk).likes == 0
+    replica = fresh_sentinel.replica
+    os.kill(replica.process.pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            Profile.cached.incr(profile.pk, "likes")
+        assert Profile.objects.get(pk=profile.pk).likes >= 1  # not confirmed: the database
+    finally:
+        os.kill(replica.process.pid, signal.SIGCONT)
+    settle_and_flush([profile.pk])
+    assert Profile.objects.get(pk=profile.pk).likes == 4
