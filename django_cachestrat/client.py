@@ -14,11 +14,13 @@ from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 from django.core.cache import InvalidCacheBackendError, caches
 from django.utils.module_loading import import_string
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from .breaker import State, Unavailable, breaker
+from .cluster import Cluster
 from .conf import conf
-from .topology import Cluster, NodeDown, ReplicaLag, Topology, failed_node, topology_for
+from .topology import NodeDown, ReplicaLag, Single, failed_node
 
 __all__ = [
     "Unavailable",
@@ -45,6 +47,14 @@ _topology: Topology | None = None
 _built_with: Any = None
 #: Called with the primaries when the connection is first built (plugged in by hooks.py).
 on_connect: list[Callable[[list[Any]], None]] = []
+
+
+Topology = Single | Cluster
+
+
+def topology_for(client: Any) -> Topology:
+    """The operations for this client, dispatched once on its type."""
+    return Cluster(client) if isinstance(client, RedisCluster) else Single(client)
 
 
 def topology() -> Topology:

@@ -19,11 +19,11 @@ from redis import Redis
 
 from django_cachestrat import client, flush, stats
 from django_cachestrat.client import breaker, connection, pending, topology
+from django_cachestrat.cluster import GENERATION_COPIES, copy_key
 from django_cachestrat.inspection import inspect_row
 from django_cachestrat.models import CounterBatch
 from django_cachestrat.overview import gather
 from django_cachestrat.plan import plan_for
-from django_cachestrat.topology import GENERATION_COPIES, copy_key
 from tests import cluster as servers
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
