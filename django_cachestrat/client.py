@@ -363,20 +363,30 @@ class PendingInvalidations:
         if not (keys or sets or calls):
             return
         confirm = time.monotonic() - self._confirmed_at >= self.CONFIRM_EVERY
-        try:
-            if calls:
-                run_many(connection(), calls, wait=confirm)
-            if keys or sets:
-                topology().invalidate(keys, sets, wait=confirm)
-        except ReplicaLag:
-            self._confirmed_at = time.monotonic()
+        # Deletes first, whatever the settle calls meet: they must reach a new primary
+        # before this call reads.
+        deletes = (keys or sets) and self._resend(
+            lambda: topology().invalidate(keys, sets, wait=confirm)
+        )
+        settles = calls and self._resend(lambda: run_many(connection(), calls, wait=confirm))
+        if not confirm:
             return
-        if confirm:  # a replica holds them now: forget them
-            with self._lock:
+        with self._lock:  # what a replica holds now is forgotten
+            if deletes:
                 self.unconfirmed_keys.difference_update(keys)
                 for key in sets:
                     self.unconfirmed_generations.pop(key, None)
+            if settles:
                 del self.unconfirmed_calls[: len(calls)]
+
+    def _resend(self, send: Callable[[], object]) -> bool:
+        """Send; False when no replica acknowledged it (asked again in CONFIRM_EVERY)."""
+        try:
+            send()
+        except ReplicaLag:
+            self._confirmed_at = time.monotonic()
+            return False
+        return True
 
     def add_call(self, call: Call) -> None:
         with self._lock:
