@@ -68,7 +68,8 @@ class Single:
         self.replicated = _has_sentinel_replicas(client)
         self._asked = time.monotonic()
         # Whether a failover can promote a replica: only then do writes wait for one.
-        self.may_lag = getattr(client.connection_pool, "sentinel_manager", None) is not None
+        pool = getattr(client, "connection_pool", None)
+        self.may_lag = getattr(pool, "sentinel_manager", None) is not None
 
     def pipeline(self) -> Any:
         return self.client.pipeline(transaction=False)
