@@ -24,9 +24,8 @@ from redis.cluster import RedisCluster
 from redis.sentinel import SentinelConnectionPool
 
 from . import client
-from .client import REDIS_ERRORS, Unavailable, breaker, pending
+from .client import REDIS_ERRORS, Topology, Unavailable, breaker, pending
 from .conf import conf
-from .topology import Topology
 
 __all__ = ["Deferred", "afail_open", "amget"]
 

@@ -10,18 +10,28 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, NoReturn, ParamSpec, Protocol, TypeVar
 
 from django.core.cache import InvalidCacheBackendError, caches
 from django.utils.module_loading import import_string
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from . import tracing
-from .breaker import CircuitBreaker
+from .breaker import State, Unavailable, breaker
+from .cluster import Cluster
 from .conf import conf
-from .topology import ReplicaLag, Topology, topology_for
+from .topology import NodeDown, ReplicaLag, Single, failed_node
 
-__all__ = ["Unavailable", "breaker", "connection", "fail_open", "new_generation", "scripts"]
+__all__ = [
+    "Unavailable",
+    "breaker",
+    "breaker_states",
+    "connection",
+    "fail_open",
+    "new_generation",
+    "scripts",
+]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -34,15 +44,18 @@ R = TypeVar("R")
 #: cache any more (CACHES changed at run time).
 REDIS_ERRORS = (RedisError, RedisClusterException, OSError, InvalidCacheBackendError)
 
-breaker = CircuitBreaker()
 _topology: Topology | None = None
 _built_with: Any = None
 #: Called with the primaries when the connection is first built (plugged in by hooks.py).
 on_connect: list[Callable[[list[Any]], None]] = []
 
 
-class Unavailable(Exception):
-    """Redis could not be used for this call; the caller serves from the database."""
+Topology = Single | Cluster
+
+
+def topology_for(client: Any) -> Topology:
+    """The operations for this client, dispatched once on its type."""
+    return Cluster(client) if isinstance(client, RedisCluster) else Single(client)
 
 
 def topology() -> Topology:
@@ -102,23 +115,59 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
         try:
             if pending.waiting:  # deletes that missed Redis go first, before any read
                 pending.replay(wait=False)
-            if pending.unconfirmed_keys or pending.unconfirmed_generations:
+            if (
+                pending.unconfirmed_keys
+                or pending.unconfirmed_generations
+                or pending.unconfirmed_calls
+            ):
                 pending.resend_unconfirmed()  # a failover may have lost them
             result = func(*args, **kwargs)
         except ReplicaLag:
             raise  # the primary took the write; the caller keeps it for after a failover
-        except REDIS_ERRORS as exc:
-            pending.expect_records()
-            breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)  # counts it too
-            logger.warning("Redis unavailable, serving from the database: %s", exc)
+        except NodeDown as exc:
+            if exc.failed:
+                _failed(exc, exc.node)
             if not conf.FAIL_OPEN:
                 raise
-            raise Unavailable(str(exc)) from exc
+            raise Unavailable(str(exc)) from exc  # known down: skipped, nothing to count
+        except REDIS_ERRORS as exc:
+            # On a cluster the node the error came from is blamed, not the connection.
+            cluster = _topology is not None and _topology.is_cluster
+            _failed(exc, failed_node(exc) if cluster else None)
         if breaker.failures:
             breaker.success()
         return result
 
     return wrapper
+
+
+def _failed(exc: BaseException, node: str | None) -> NoReturn:
+    """Count a failure on the node's breaker (or the connection's), then fail open."""
+    pending.expect_records()
+    failing = breaker.node(node) if node else breaker
+    failing.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)  # counts it too
+    logger.warning("Redis unavailable, serving from the database: %s", exc)
+    if not conf.FAIL_OPEN:
+        raise exc
+    raise Unavailable(str(exc)) from exc
+
+
+def breaker_states() -> dict[str, State]:
+    """Every server's breaker: ``{"host:port": "closed" | "open" | "half-open"}``.
+
+    One entry for one server (or a Sentinel primary), one per primary on a Redis Cluster
+    (and per node that failed since). The connection's own breaker, open when Redis could
+    not be reached at all, shows on every entry."""
+    shape = _topology
+    whole = breaker.state
+    names = shape.names() if shape is not None else []
+    if shape is None or not shape.is_cluster:
+        return dict.fromkeys(names or ["redis"], whole)
+    states = {name: "closed" for name in names}
+    states.update({name: node.state for name, node in list(breaker.nodes.items())})
+    if whole != "closed":
+        states = dict.fromkeys(states, whole)
+    return states
 
 
 class Script:
@@ -141,46 +190,68 @@ class Script:
 Call = tuple[Script, Sequence[str], Sequence[Any]]
 
 
-def run_many(client: Any, calls: Sequence[Call], reads: Sequence[str] = ()) -> list[Any]:
+def run_many(
+    client: Any, calls: Sequence[Call], reads: Sequence[str] = (), wait: bool = False
+) -> list[Any]:
     """Run script calls in one pipelined round trip (two if Redis lost its script cache).
 
     ``reads``: keys to ``GET`` in the same round trip, before the scripts; their values
     come first in the result. On a cluster the pipeline routes each command by its keys
     (every script touches one slot) and sends to all nodes before reading; ``SCRIPT LOAD``
-    goes to every primary.
+    goes to every primary. ``wait``: then ``WAIT 1`` on every primary written to that has a
+    replica, in the same pipeline; :class:`ReplicaLag` if one was not acknowledged in time
+    (the calls ran).
     """
     results: list[Any] = [None] * len(calls)
     todo = list(range(len(calls)))
     # The app's own connection has its topology already (built once: for a Sentinel
     # primary, building one asks the sentinels for replicas).
     shape = _topology if _topology is not None and _topology.client is client else None
+    shape = shape or topology_for(client)
+    if not reads and len(calls) == 1 and calls[0][1] and isinstance(shape, Cluster):
+        script, keys, args = calls[0]  # straight to its node
+        answer = shape.run_script(script.sha, keys, args, wait)
+        if answer is not None:
+            if not answer[1]:
+                raise ReplicaLag()
+            return [answer[0]]
+    shape.guard(keys[0] for _, keys, _ in calls if keys)  # every script: one slot
+    targets = shape.wait_targets(keys[0] for _, keys, _ in calls if keys) if wait else []
+    acknowledged: list[Any] = []
     values: list[Any] = []
     for attempt in (1, 2):
-        pipe = (shape or topology_for(client)).pipeline()
+        pipe = shape.pipeline()
         if attempt == 1:
             for key in reads:
                 pipe.get(key)
         for i in todo:
             script, keys, args = calls[i]
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-        replies = pipe.execute(raise_on_error=False)
+        shape.add_waits(pipe, targets)
+        out = pipe.execute(raise_on_error=False)
         if attempt == 1:
-            values, replies = replies[: len(reads)], replies[len(reads) :]
+            values, out = out[: len(reads)], out[len(reads) :]
             for value in values:
                 if isinstance(value, Exception):
                     raise value
+        out, acknowledged = out[: len(todo)], out[len(todo) :]
         missing = []
-        for i, out in zip(todo, replies, strict=True):
-            if isinstance(out, NoScriptError) and attempt == 1:
+        for i, reply in zip(todo, out, strict=True):
+            if isinstance(reply, NoScriptError) and attempt == 1:
                 missing.append(i)
-            elif isinstance(out, Exception):
-                raise out
-            results[i] = out
+            elif isinstance(reply, Exception):
+                raise reply
+            results[i] = reply
         if not missing:
             break
         for script in {calls[i][0] for i in missing}:
             client.script_load(script.source)
         todo = missing
+    for count in acknowledged:
+        if isinstance(count, Exception):
+            raise count
+        if int(count) < 1:
+            raise ReplicaLag()
     return [*values, *results]
 
 
@@ -255,6 +326,7 @@ class PendingInvalidations:
         self.calls: list[Call] = []  # script calls to settle write-behind increments
         self.unconfirmed_keys: set[str] = set()  # taken by a primary, no replica confirmed
         self.unconfirmed_generations: dict[str, str] = {}  # generation key -> value sent
+        self.unconfirmed_calls: list[Call] = []  # settle calls no replica confirmed yet
         self.durable = True  # the database's records are still to be replayed
         self.waiting = True  # read without the lock on every Redis call
         # Where missed invalidations are kept for every process: the database's table,
@@ -298,22 +370,38 @@ class PendingInvalidations:
     _confirmed_at = 0.0
 
     def resend_unconfirmed(self) -> None:
-        """Send the unconfirmed deletes again (see :meth:`add_unconfirmed`)."""
+        """Send the unconfirmed deletes and settle calls again (see
+        :meth:`add_unconfirmed`); a settle call acts once however often it runs."""
         with self._lock:
             keys, sets = list(self.unconfirmed_keys), dict(self.unconfirmed_generations)
-        if not (keys or sets):
+            calls = list(self.unconfirmed_calls)
+        if not (keys or sets or calls):
             return
         confirm = time.monotonic() - self._confirmed_at >= self.CONFIRM_EVERY
-        try:
-            topology().invalidate(keys, sets, wait=confirm)
-        except ReplicaLag:
-            self._confirmed_at = time.monotonic()
+        # Deletes first, whatever the settle calls meet: they must reach a new primary
+        # before this call reads.
+        deletes = (keys or sets) and self._resend(
+            lambda: topology().invalidate(keys, sets, wait=confirm)
+        )
+        settles = calls and self._resend(lambda: run_many(connection(), calls, wait=confirm))
+        if not confirm:
             return
-        if confirm:  # a replica holds them now: forget them
-            with self._lock:
+        with self._lock:  # what a replica holds now is forgotten
+            if deletes:
                 self.unconfirmed_keys.difference_update(keys)
                 for key in sets:
                     self.unconfirmed_generations.pop(key, None)
+            if settles:
+                del self.unconfirmed_calls[: len(calls)]
+
+    def _resend(self, send: Callable[[], object]) -> bool:
+        """Send; False when no replica acknowledged it (asked again in CONFIRM_EVERY)."""
+        try:
+            send()
+        except ReplicaLag:
+            self._confirmed_at = time.monotonic()
+            return False
+        return True
 
     def add_call(self, call: Call) -> None:
         with self._lock:
@@ -343,7 +431,14 @@ class PendingInvalidations:
         count = len(keys) + len(gens) + len(calls)
         try:
             if calls:
-                run_many(connection(), calls)
+                # Where a failover can promote a replica, a settle call counts as done
+                # once a replica holds it (like the increment it settles): until then it
+                # is sent again, with the unconfirmed deletes.
+                try:
+                    run_many(connection(), calls, wait=topology().may_lag)
+                except ReplicaLag:
+                    with self._lock:
+                        self.unconfirmed_calls.extend(calls)
                 calls = []  # they ran: keep only the invalidations if those fail
             if keys or gens:
                 try:
@@ -374,6 +469,7 @@ class PendingInvalidations:
         with self._lock:
             self.keys, self.generations, self.calls = set(), set(), []
             self.unconfirmed_keys, self.unconfirmed_generations = set(), {}
+            self.unconfirmed_calls = []
             self.durable = self.waiting = False
 
 

@@ -15,10 +15,11 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 
 from . import requestlog, transactions
-from .client import Unavailable, connection, fail_open, pending, scripts, topology
+from .client import Unavailable, fail_open, pending, run_many, scripts, topology
 from .counter_input import validate
 from .keys import StripeKeys, stripe_member
 from .plan import ModelPlan
+from .topology import ReplicaLag
 
 __all__ = ["forget_pending", "incr"]
 
@@ -96,9 +97,11 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
     number = _sequence.next()
     try:
         _, trigger = _incr_redis(stripe, sequence_key, member, by, number, plan.batch_size)
-    except Unavailable as exc:
+    except (Unavailable, ReplicaLag) as exc:
         _incr_database(plan, pk, field, by, using)  # fail-open: nothing is lost
-        if exc.__cause__ is not None:
+        # A lost reply, or an increment on a primary that no replica confirmed (a failover
+        # may lose it): either way it may be in Redis, and is now in the database.
+        if exc.__cause__ is not None or isinstance(exc, ReplicaLag):
             # The command may have reached Redis and run there: settle it once Redis
             # answers (undo it if it ran, else make sure it never will).
             _sequence.restart()
@@ -142,7 +145,12 @@ def _incr_redis(
 ) -> list[int]:
     keys = (stripe.pending, stripe.throttle, sequence_key)
     args = (member, by, batch_size, TRIGGER_THROTTLE_MS, number, SEQUENCE_KEEP_MS)
-    return scripts.incr(connection(), keys, args)  # type: ignore[no-any-return]
+    shape = topology()
+    if shape.may_lag:
+        # Invariant 6 across a failover: the increment counts as accepted only once a
+        # replica holds it (WAIT 1, in the same round trip); else ReplicaLag.
+        return run_many(shape.client, [(scripts.incr, keys, args)], wait=True)[0]  # type: ignore[no-any-return]
+    return scripts.incr(shape.client, keys, args)  # type: ignore[no-any-return]
 
 
 def _incr_database(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:

@@ -29,10 +29,24 @@ def _mget(keys: list[str]) -> list[bytes | None]:
 
 
 @fail_open
-def _establish(key: str) -> bytes:
-    """The generation stored under ``key``, given a new random value if it has none."""
-    token = new_generation().encode()
+def _mget_home(generation: str, key: str) -> tuple[str, list[bytes | None]]:
+    """One key and its generation, read where the topology keeps it (``Cluster.home``)."""
+    shape = topology()
+    home = shape.home(generation, key)
+    return home, shape.mget([home, key])
+
+
+@fail_open
+def _establish(key: str, copy: str | None = None) -> bytes:
+    """The generation stored under ``key``, given a new random value if it has none; with
+    ``copy`` (a cluster's copy of it), the value of that copy, which takes the generation's
+    value if it has none, so the copies and the generation agree."""
     client = connection()
+    value = _set_or_get(client, key, new_generation().encode())
+    return value if copy is None else _set_or_get(client, copy, value)
+
+
+def _set_or_get(client: Any, key: str, token: bytes) -> bytes:
     # SET NX, then GET if it was taken (SET NX GET needs Redis 7). Between the two the key
     # may change or go: a fill then carries a value no reader holds, which is only a miss.
     if client.set(key, token, nx=True):
@@ -59,10 +73,13 @@ class Generations:
     with a value older rows carry (invariant 10), whatever the eviction policy.
     """
 
-    __slots__ = ("_absent", "_scope", "_stored", "keys", "row")
+    __slots__ = ("_absent", "_scope", "_stored", "home", "keys", "row")
 
-    def __init__(self, keys: KeySpace, row: bytes | None, scope: bytes = b"") -> None:
+    def __init__(
+        self, keys: KeySpace, row: bytes | None, scope: bytes = b"", home: str = ""
+    ) -> None:
         self.keys = keys
+        self.home = home or keys.generation  # where the row generation was read
         self._stored = row or b""
         # Inside a test case the scope names the test's block (see transactions.scope_tag).
         self._scope = scope
@@ -85,7 +102,8 @@ class Generations:
         """Before a fill: make sure the row generation is in Redis (see the class note)."""
         if not self._stored:
             with contextlib.suppress(Unavailable):
-                self._stored = _establish(self.keys.generation)
+                home = self.home if self.home != self.keys.generation else None
+                self._stored = _establish(self.keys.generation, home)
                 self._retag()
 
     def _retag(self) -> None:
@@ -116,6 +134,13 @@ class Generations:
 
 
 def _read(space: KeySpace, keys: list[str], using: str) -> tuple[Generations, list[bytes | None]]:
+    if len(keys) == 1:  # a one-row hit: on a cluster, from one node (Cluster.home)
+        home, (generation, *values) = _mget_home(space.generation, keys[0])
+        if generation is None and home != space.generation:
+            # A copy not made yet (or evicted): it takes the generation's value, so rows
+            # filled under it are not misses. Once per node and model, not per hit.
+            generation = _establish(space.generation, home)
+        return Generations(space, generation, scope_tag(using), home), values
     generation, *values = _mget([space.generation, *keys])
     return Generations(space, generation, scope_tag(using)), values
 

@@ -1,9 +1,8 @@
-"""Multi-key and per-server Redis operations, for one server or a Redis Cluster.
+"""Multi-key and per-server Redis operations on one server (or a Sentinel primary), and the
+errors every topology raises; ``cluster.py`` holds the Redis Cluster's.
 
-The topology is chosen once per connection (not per call): on one server (or a Sentinel
-primary) the hit path is the client's own ``MGET``; on a Redis Cluster multi-key commands
-are split by hash slot and sent through one cluster pipeline, which writes to every node
-before it reads any reply, so a call costs about one round trip to the slowest node.
+The topology is chosen once per connection (not per call, ``client.topology_for``): on one
+server the hit path is the client's own ``MGET``.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from redis.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-__all__ = ["Cluster", "ReplicaLag", "Single", "Topology", "topology_for"]
+from .breaker import node_name
+
+__all__ = ["NodeDown", "ReplicaLag", "Single", "failed_node"]
 
 #: How long an invalidation waits for a replica of each primary it wrote to (``WAIT``).
 REPLICA_WAIT_MS = 100
@@ -34,6 +34,28 @@ class ReplicaLag(RedisError):
         self.sets = dict(sets or {})
 
 
+class NodeDown(RedisError):
+    """A Redis Cluster node failed this call (``failed``), or its breaker is open and the
+    call did not try it."""
+
+    def __init__(self, node: str, failed: bool) -> None:
+        super().__init__(f"node {node} {'failed' if failed else 'is known down'}")
+        self.node = node
+        self.failed = failed
+
+
+def failed_node(exc: BaseException) -> str | None:
+    """The "host:port" of the node a connection error or timeout came from: redis-py
+    attaches the connection (or the cluster node) to the errors it raises."""
+    if isinstance(exc, NodeDown):
+        return exc.node
+    if not isinstance(exc, ConnectionError | TimeoutError):
+        return None
+    where = getattr(exc, "connection", None)
+    host, port = getattr(where, "host", None), getattr(where, "port", None)
+    return node_name(host, port) if host and port else None
+
+
 class Single:
     """Every key on one connection."""
 
@@ -45,6 +67,9 @@ class Single:
         self.mget: Callable[[list[str]], list[Any]] = client.mget
         self.replicated = _has_sentinel_replicas(client)
         self._asked = time.monotonic()
+        # Whether a failover can promote a replica: only then do writes wait for one.
+        pool = getattr(client, "connection_pool", None)
+        self.may_lag = getattr(pool, "sentinel_manager", None) is not None
 
     def pipeline(self) -> Any:
         return self.client.pipeline(transaction=False)
@@ -90,81 +115,39 @@ class Single:
             self._asked = time.monotonic()
         return self.replicated
 
+    def home(self, generation: str, key: str) -> str:
+        """The key to read ``generation`` from together with ``key``: on one server, the
+        generation key itself."""
+        return generation
+
+    def guard(self, keys: Iterable[str]) -> None:
+        """On a cluster: raise :class:`NodeDown` if a node these keys live on is known down
+        (one server has the connection's breaker only, checked by ``fail_open``)."""
+
+    def wait_targets(self, keys: Iterable[str]) -> list[Any]:
+        """Where a write of ``keys`` must ``WAIT`` for a replica: the primary, if the
+        sentinels know a live replica of it."""
+        return [None] if self._has_replicas() else []
+
+    def add_waits(self, pipe: Any, targets: list[Any]) -> None:
+        """``WAIT 1`` after the writes queued in ``pipe``, once per target."""
+        for _ in targets:
+            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+
     def primaries(self) -> list[Any]:
         """One client per primary, for per-server commands (SCAN, INFO, DBSIZE)."""
         return [self.client]
 
-
-class Cluster(Single):
-    """A Redis Cluster through redis-py's ``RedisCluster`` (its slot table and redirects)."""
-
-    is_cluster = True
-
-    def __init__(self, client: RedisCluster) -> None:
-        self.client = client
-        # NOTE: the generation key and the rows it guards live in different slots, so the
-        # hit path's MGET is split by slot: one MGET per slot, every node in one pipeline.
-        self.mget = client.mget_nonatomic
-
-    def pipeline(self) -> Any:
-        return self.client.pipeline()
-
-    def _by_slot(self, keys: Iterable[str]) -> dict[int, list[str]]:
-        groups: dict[int, list[str]] = {}
-        for key in keys:
-            groups.setdefault(self.client.keyslot(key), []).append(key)
-        return groups
-
-    def delete(self, keys: Iterable[str]) -> None:
-        groups = self._by_slot(keys)
-        if groups:
-            pipe = self.pipeline()
-            for group in groups.values():
-                pipe.execute_command("DEL", *group)
-            pipe.execute()
-
-    def invalidate(
-        self,
-        keys: Iterable[str],
-        sets: Mapping[str, str],
-        marks: Iterable[str] = (),
-        lag_ms: int = 0,
-        wait: bool = True,
-    ) -> None:
-        """Lag markers, deletes and new generations, then ``WAIT 1`` on each primary written to that
-        has a replica, all in one cluster pipeline (so each WAIT follows the writes on
-        the same connection). Invariant 9: an invalidation counts as sent only once a
-        replica holds it, so a failover cannot promote a replica that lacks it."""
-        pipe = self.pipeline()
-        primaries: dict[str, Any] = {}
-        keys = list(keys)
-        for mark in marks:
-            pipe.set(mark, b"1", px=lag_ms)
-        for slot, group in self._by_slot(keys).items():
-            pipe.execute_command("DEL", *group)
-            self._replicated(slot, primaries)
-        for key, value in sets.items():
-            pipe.set(key, value)
-            self._replicated(self.client.keyslot(key), primaries)
-        if not wait:
-            primaries.clear()
-        for node in primaries.values():
-            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
-        out = pipe.execute()
-        acknowledged = out[len(out) - len(primaries) :]
-        if any(int(count) < 1 for count in acknowledged):
-            raise ReplicaLag(keys, sets)
-
-    def _replicated(self, slot: int, primaries: dict[str, Any]) -> None:
-        nodes = self.client.nodes_manager.slots_cache.get(slot) or []
-        if len(nodes) > 1:  # the primary and its replicas, as the slot table lists them
-            primaries.setdefault(nodes[0].name, nodes[0])
-
-    def primaries(self) -> list[Any]:
-        return [self.client.get_redis_connection(node) for node in self.client.get_primaries()]
-
-
-Topology = Single | Cluster
+    def names(self) -> list[str]:
+        """The server as breaker states name it: "host:port", a socket path, or a
+        Sentinel service's name."""
+        pool: Any = getattr(self.client, "connection_pool", None)
+        if getattr(pool, "service_name", None):
+            return [f"sentinel:{pool.service_name}"]
+        options = getattr(pool, "connection_kwargs", {})
+        if options.get("path"):
+            return [str(options["path"])]
+        return [node_name(options.get("host", "localhost"), options.get("port", 6379))]
 
 
 def _has_sentinel_replicas(client: Any) -> bool:
@@ -175,8 +158,3 @@ def _has_sentinel_replicas(client: Any) -> bool:
     if manager is None or not getattr(pool, "is_master", False):
         return False
     return bool(manager.discover_slaves(pool.service_name))
-
-
-def topology_for(client: Any) -> Topology:
-    """The operations for this client, dispatched once on its type."""
-    return Cluster(client) if isinstance(client, RedisCluster) else Single(client)

@@ -19,6 +19,7 @@ from redis import Redis
 
 from django_cachestrat import client, drain, stats
 from django_cachestrat.client import breaker, connection, pending, topology
+from django_cachestrat.cluster import GENERATION_COPIES, copy_key
 from django_cachestrat.inspection import inspect_row
 from django_cachestrat.models import CounterBatch
 from django_cachestrat.overview import gather
@@ -274,6 +275,19 @@ def primary_and_replica(cluster: LocalCluster, key: str) -> tuple[Any, Any]:
     raise AssertionError(f"no node serves slot {slot}")
 
 
+def replica_listed(key: str) -> None:
+    """Until the app's client lists a replica for ``key``'s slot. The client waits for the
+    replicas its slot table lists: a busy machine may have built the table before
+    CLUSTER SLOTS listed them."""
+    client = connection()
+    slot = client.keyslot(key)
+    deadline = time.monotonic() + 10
+    while len(client.nodes_manager.slots_cache.get(slot) or []) < 2:
+        assert time.monotonic() < deadline, "the replica never appeared in CLUSTER SLOTS"
+        time.sleep(0.1)
+        client.nodes_manager.initialize()
+
+
 def read_until_cached(pk: Any, seconds: float = 15) -> list[int]:
     """Every age read until a read is served from the cache again."""
     ages = []
@@ -412,6 +426,7 @@ def test_a_stopped_replica_does_not_turn_the_cache_off(fresh_cluster: LocalClust
     Profile.cached.get(pk=hot.pk)
     _, replica = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(other.pk))
     assert replica.process is not None
+    replica_listed(plan_for(Profile).keys.row(other.pk))
     os.kill(replica.process.pid, signal.SIGSTOP)
     try:
         other.age = 6
@@ -423,3 +438,105 @@ def test_a_stopped_replica_does_not_turn_the_cache_off(fresh_cluster: LocalClust
             assert count_queries(lambda: Profile.cached.get(pk=hot.pk))[1] == 0
     finally:
         os.kill(replica.process.pid, signal.SIGCONT)
+
+
+def primary_of(cluster: LocalCluster, key: str) -> Any:
+    return primary_and_replica(cluster, key)[0]
+
+
+@pytest.mark.django_db(transaction=True)  # the save commits: its deletes are sent
+def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalCluster) -> None:
+    """One primary and its replica stopped (so no failover): rows on the other primaries
+    keep hitting, rows on the stopped one come from the database without an exception,
+    only that node's breaker opens, and the cache serves them again once it is back."""
+    plan = plan_for(Team)
+    teams = TeamFactory.create_batch(30)
+    for team in teams:  # one-row hits: each node's copy of the generation is made
+        Team.cached.get(pk=team.pk)
+    by_node: dict[int, list[int]] = {}
+    for team in teams:
+        by_node.setdefault(primary_of(fresh_cluster, plan.keys.row(team.pk)).port, []).append(
+            team.pk
+        )
+    # The node holding the model's generation key itself: a one-row hit reads the copy on
+    # the row's own node instead, so the other nodes' rows keep hitting.
+    dead_port = primary_of(fresh_cluster, plan.keys.generation).port
+    dead, replica = primary_and_replica(fresh_cluster, plan.keys.generation)
+    dead_pks = by_node[dead_port]
+    live_pks = [pk for port, pks in by_node.items() if port != dead_port for pk in pks]
+    for port in fresh_cluster.live_ports():  # so the other primaries keep serving their slots
+        with Redis(port=port) as node:
+            node.config_set("cluster-require-full-coverage", "no")
+    cooldown = {**settings.CACHESTRAT, "CONNECTION": "tests.cluster.cluster_client"}
+    with override_settings(CACHESTRAT={**cooldown, "BREAKER_COOLDOWN": 1.0}):
+        os.kill(replica.process.pid, signal.SIGSTOP)  # so it cannot take over
+        os.kill(dead.process.pid, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + 10
+            while client.breaker_states().get(f"127.0.0.1:{dead_port}") != "open":
+                assert time.monotonic() < deadline, client.breaker_states()
+                for pk in dead_pks[:3]:  # each one a database read, never an exception
+                    assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] >= 1
+            Team.cached.get(pk=live_pks[0])  # replays the records a failure asks for
+            started = time.monotonic()
+            for pk in dead_pks:
+                team, queries = count_queries(lambda pk=pk: Team.cached.get(pk=pk))
+                assert team.pk == pk and queries == 1
+            assert time.monotonic() - started < 0.5  # the open breaker skips the node
+            for pk in live_pks:
+                assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+            states = client.breaker_states()
+            assert states.pop(f"127.0.0.1:{dead_port}") == "open"
+            assert set(states.values()) == {"closed"} and len(states) == 2, states
+            assert not breaker.is_open and breaker.trips == 1
+            changed = Team.objects.get(pk=dead_pks[0])
+            changed.name = "changed"
+            changed.save()  # its delete cannot reach the node: kept, and replayed first
+            started = time.monotonic()
+            for pk in live_pks:  # so this process reads the database, without waiting
+                assert Team.cached.get(pk=pk).pk == pk
+            assert time.monotonic() - started < 1.0
+            assert Team.cached.get(pk=dead_pks[0]).name == "changed"
+        finally:
+            os.kill(dead.process.pid, signal.SIGCONT)
+            os.kill(replica.process.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while count_queries(lambda: Team.cached.get(pk=dead_pks[0]))[1]:
+            assert time.monotonic() < deadline, client.breaker_states()
+            time.sleep(0.1)
+        assert set(client.breaker_states().values()) == {"closed"}
+        assert not pending and Team.cached.get(pk=dead_pks[0]).name == "changed"
+        for pk in dead_pks + live_pks:
+            assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+
+
+def test_generation_copies_follow_flushes_and_their_eviction_only_causes_misses(
+    on_cluster: LocalCluster,
+) -> None:
+    """A one-row hit reads the generation's copy on the row's node: a flush gives every
+    copy the generation's new value, and a copy that is evicted comes back with the
+    generation's value, never with an older one."""
+    plan = plan_for(Team)
+    pks = [team.pk for team in TeamFactory.create_batch(12)]
+    homes = {pk: topology().home(plan.keys.generation, plan.keys.row(pk)) for pk in pks}
+    assert len(set(homes.values())) == 3  # one copy per primary
+    for pk in pks:
+        Team.cached.get(pk=pk)
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+    Team.cached.flush()
+    cluster = connection()
+    copies = [copy_key(plan.keys.generation, i) for i in range(GENERATION_COPIES)]
+    values = cluster.mget_nonatomic([plan.keys.generation, *copies])
+    assert len(set(values)) == 1 and values[0] is not None  # all alike, all new
+    for pk in pks:  # every row cached before the flush is a miss
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 1
+    cluster.delete(homes[pks[0]])  # evicted: it is made again from the generation
+    assert count_queries(lambda: Team.cached.get(pk=pks[0]))[1] == 0
+    assert cluster.get(homes[pks[0]]) == values[0]
+    Team.cached.flush()
+    for key in [plan.keys.generation, *set(homes.values())]:  # evicted, all of them
+        cluster.delete(key)
+    for pk in pks:  # rows filled under the flushed generation never come back
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 1
+        assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+    assert count_queries(lambda: Team.cached.get_many(pks))[1] == 0  # one value again

@@ -13,7 +13,7 @@ from django.test import override_settings
 from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from django_cachestrat.client import breaker, pending
+from django_cachestrat.client import breaker, breaker_states, pending
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
 from tests.servers import RedisServer
@@ -84,6 +84,19 @@ def test_breaker_closes_again_once_redis_is_back(flaky):
     Profile.cached.get(pk=profile.pk)  # the probe succeeds and closes the breaker
     assert not breaker.is_open and breaker.failures == 0
     assert count_queries(lambda: Profile.cached.get(pk=profile.pk))[1] == 0
+
+
+def test_one_server_has_one_breaker_state_named_by_its_address(flaky):
+    profile = ProfileFactory()
+    Profile.cached.get(pk=profile.pk)
+    address = f"127.0.0.1:{flaky.port}"
+    assert breaker_states() == {address: "closed"}
+    flaky.stop()
+    for _ in range(2):  # the threshold
+        Profile.cached.get(pk=profile.pk)
+    assert breaker_states() == {address: "open"}
+    time.sleep(0.6)  # the cool-down: the next call probes
+    assert breaker_states() == {address: "half-open"}
 
 
 def test_invalidations_missed_during_an_outage_are_replayed(flaky):
