@@ -18,7 +18,8 @@ class ProfileAdmin(CacheInspectionAdminMixin, admin.ModelAdmin):  # type: ignore
 
 
 def team(request: HttpRequest, pk: int) -> JsonResponse:
-    """One cached read, and which process served it (tests/observability/test_metrics_gunicorn.py)."""
+    """One cached read, and which process served it
+    (tests/observability/test_metrics_gunicorn.py)."""
     return JsonResponse({"name": Team.cached.get(pk=pk).name, "pid": os.getpid()})
 
 
