@@ -9,11 +9,13 @@ written once.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from asgiref.sync import AsyncToSync, sync_to_async
+from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.db import models, router
 
 from . import lookups, reads, signals
@@ -33,11 +35,33 @@ def _in_thread(func: Callable[..., R], *args: Any) -> Any:
     return sync_to_async(func)(*args)  # thread-sensitive, as Django's own async ORM
 
 
+#: The last answer of :func:`_under_sync_caller` in this context, with what it holds for:
+#: the asyncio task, and asgiref's thread-sensitive context (which may hide the caller).
+_answered: contextvars.ContextVar[tuple[Any, Any, bool]] = contextvars.ContextVar(
+    "django_cachestrat.under_sync_caller"
+)
+
+
 def _under_sync_caller() -> bool:
     """Whether this coroutine runs inside ``async_to_sync``: the sync caller's thread (a
     test case's, or one inside ``atomic()``) may hold a transaction that only code on that
-    thread sees, and the sync path runs there."""
-    return getattr(AsyncToSync.executors, "current", None) is not None
+    thread sees, and the sync path runs there.
+
+    NOTE: asgiref's ``Local`` costs microseconds a read, so the answer is kept for the
+    running task. A task's context is its own: ``async_to_sync`` runs its coroutine in a
+    new task, ``sync_to_async`` puts back on return what it changed, and the one block that
+    hides the caller within a task (``ThreadSensitiveContext`` with an executor) also sets
+    the thread-sensitive context, which the kept answer names.
+    """
+    task = asyncio.current_task()
+    sensitive = SyncToAsync.thread_sensitive_context.get(None)
+    known = _answered.get(None)
+    if known is not None and known[0] is task and known[1] is sensitive:
+        return known[2]
+    answer = getattr(AsyncToSync.executors, "current", None) is not None
+    if task is not None:  # a coroutine driven by hand has no task to keep it for
+        _answered.set((task, sensitive, answer))
+    return answer
 
 
 #: A cached "no such row": whether it is current takes the absence generation, which the

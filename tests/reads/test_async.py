@@ -33,11 +33,15 @@ from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
 from tests.servers import LocalCluster, RedisServer, free_port
-from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 from tests.testapp.models import Item, Team
+from tests.topology.test_cluster import keys_by_node, local_cluster, local_sentinel, on_cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads see committed rows
-__all__ = ["local_cluster", "local_sentinel", "on_cluster"]  # fixtures of tests.topology.test_cluster
+__all__ = [
+    "local_cluster",
+    "local_sentinel",
+    "on_cluster",
+]  # fixtures of tests.topology.test_cluster
 
 T = TypeVar("T")
 
@@ -376,6 +380,31 @@ def test_a_sync_caller_inside_a_transaction_reads_its_own_write():
         # async_to_sync runs the coroutine on another thread: the transaction is this one's.
         assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
     assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
+
+
+def test_a_task_that_hit_on_the_loop_still_defers_to_a_sync_caller_it_runs_under():
+    team = TeamFactory(name="old")
+    Team.cached.get(pk=team.pk)
+
+    def write_then_read() -> str:
+        with transaction.atomic():
+            Team.objects.filter(pk=team.pk).update(name="new")
+            recache = threading.Thread(
+                target=lambda: (Team.cached.get(pk=team.pk), connection.close())
+            )
+            recache.start()
+            recache.join(10)  # the committed row, "old", is cached again
+            # From this worker, async_to_sync runs aget on the loop in a task of its own:
+            # what the outer task knew (no sync caller) must not be believed there.
+            return async_to_sync(Team.cached.aget)(pk=team.pk).name  # type: ignore[no-any-return]
+
+    async def body(probe: Probe) -> tuple[str, str, str]:
+        before = (await Team.cached.aget(pk=team.pk)).name  # a hit on the loop
+        inner = await sync_to_async(write_then_read)()
+        return before, inner, (await Team.cached.aget(pk=team.pk)).name
+
+    (before, inner, after), _ = run(body)
+    assert (before, inner, after) == ("old", "new", "new")
 
 
 def test_on_a_redis_cluster_hits_are_served_on_the_loop(on_cluster: LocalCluster) -> None:
