@@ -22,7 +22,7 @@ from . import lookups, reads, signals
 from .aclient import Deferred, amget
 from .client import Unavailable
 from .plan import ModelPlan
-from .reads import Generations, _not_found, _refresh, is_refresh_due
+from .reads import UNSET, Generations, _not_found, _refresh, is_refresh_due
 from .serializers import ABSENT, POINTER, ROW, CorruptPayload
 from .transactions import is_model_touched, is_touched, scope_tag
 
@@ -69,14 +69,15 @@ def _under_sync_caller() -> bool:
 ABSENCE: Any = object()
 
 
-def _row(plan: ModelPlan, data: bytes, generations: Generations, using: str, due: list[Any]) -> Any:
-    """The instance a current row payload holds, :data:`ABSENCE`, or None (anything else:
-    the sync path); an instance due for an early refresh is also put in ``due``."""
+def _row(plan: ModelPlan, data: bytes, tag: bytes, using: str, due: list[Any]) -> Any:
+    """The instance a current row payload holds (``tag``: the row generation's, see
+    ``Generations.row``), :data:`ABSENCE`, or None (anything else: the sync path); an
+    instance due for an early refresh is also put in ``due``."""
     try:
         payload = plan.codec.load(data)
     except CorruptPayload:
         return None
-    if payload.kind != ROW or payload.generation != generations.row:
+    if payload.kind != ROW or payload.generation != tag:
         return ABSENCE if payload.kind == ABSENT else None
     instance = plan.model.from_db(using, plan.codec.attnames, payload.values)
     if plan.early_refresh and is_refresh_due(payload, plan.early_refresh):
@@ -84,20 +85,30 @@ def _row(plan: ModelPlan, data: bytes, generations: Generations, using: str, due
     return instance
 
 
+def _tag(generation: bytes | None, using: str) -> bytes:
+    """``Generations(...).row`` without the object, which only a refresh or the sync path
+    needs."""
+    return generation + scope_tag(using) if generation else UNSET
+
+
 def _refreshed(plan: ModelPlan, instance: Any, generations: Generations, using: str) -> Any:
     """XFetch's refresh, by the sync path in a thread: a lease, a read, a fill."""
     return _in_thread(_refresh, plan, instance, generations, using)
 
 
-async def _count(plan: ModelPlan, hits: Sequence[Any], started: float, whole: bool) -> None:
-    """As ``reads._count`` for hits; ``whole``: every row of the read hit."""
+def _count(plan: ModelPlan, hits: Sequence[Any], started: float, whole: bool) -> bool:
+    """As ``reads._count`` for hits; ``whole``: every row of the read hit. True when the
+    ``hit`` signal has receivers, for the caller to await :func:`_send_hit`."""
     stats = plan.stats
     stats.hits += len(hits)
     if whole:
         stats.queries_saved += 1
         stats.hit_times.append((time.perf_counter() - started) * 1e6 / len(hits))
-    if signals.hit.receivers:
-        await signals.hit.asend(plan.model, pks=hits)
+    return bool(signals.hit.receivers)
+
+
+async def _send_hit(plan: ModelPlan, hits: Sequence[Any]) -> None:
+    await signals.hit.asend(plan.model, pks=hits)
 
 
 async def aget(plan: ModelPlan, pk: Any, using: str | None = None) -> models.Model:
@@ -122,13 +133,15 @@ async def aget(plan: ModelPlan, pk: Any, using: str | None = None) -> models.Mod
     except Unavailable:
         return await plan.rows(using).aget(pk=pk)
     if data is not None:
-        generations = Generations(space, generation, scope_tag(using))
         due: list[Any] = []
-        found = _row(plan, data, generations, using, due)
+        found = _row(plan, data, _tag(generation, using), using, due)
         if found is not None and found is not ABSENCE:
             if due:
+                generations = Generations(space, generation, scope_tag(using))
                 found = await _refreshed(plan, found, generations, using)
-            await _count(plan, [pk], started, whole=True)
+            hits = [pk]
+            if _count(plan, hits, started, whole=True):
+                await _send_hit(plan, hits)
             return found  # type: ignore[no-any-return]
     return await _in_thread(reads.get, plan, pk, using)  # type: ignore[no-any-return]
 
@@ -148,7 +161,7 @@ async def aget_many(
         plan.options.counters
         or plan.pk_inexact
         or _under_sync_caller()
-        or any(is_touched(label, pk) for pk in clean)
+        or (is_model_touched(label) and any(is_touched(label, pk) for pk in clean))
     ):
         return await _in_thread(reads.get_many, plan, clean, using)  # type: ignore[no-any-return]
     space = plan.space(using)
@@ -158,34 +171,37 @@ async def aget_many(
         return await _in_thread(reads.get_many, plan, clean, using)  # type: ignore[no-any-return]
     except Unavailable:
         return {obj.pk: obj async for obj in plan.rows(using).filter(pk__in=clean).order_by()}
-    generations = Generations(space, generation, scope_tag(using))
+    tag = _tag(generation, using)
     result: dict[Any, models.Model] = {}
     rest = []
     absences = 0
     due: list[Any] = []
     for pk, data in zip(clean, values, strict=True):
-        found = None if data is None else _row(plan, data, generations, using, due)
+        found = None if data is None else _row(plan, data, tag, using, due)
         if found is None or found is ABSENCE:
             rest.append(pk)
             absences += found is ABSENCE
         else:
             result[pk] = found
-    for instance in due:
-        result[instance.pk] = await _refreshed(plan, instance, generations, using)
-    if result:  # a current absence is neither hit nor miss, as on the sync path
-        await _count(plan, list(result), started, whole=absences == len(rest))
+    if due:
+        generations = Generations(space, generation, scope_tag(using))
+        for instance in due:
+            result[instance.pk] = await _refreshed(plan, instance, generations, using)
+    # A current absence is neither hit nor miss, as on the sync path.
+    if result and _count(plan, hits := list(result), started, whole=absences == len(rest)):
+        await _send_hit(plan, hits)
     if rest:  # counted, filled and waited for by the sync path
         result.update(await _in_thread(reads.get_many, plan, rest, using))
     return result
 
 
-def _pointer(plan: ModelPlan, data: bytes, generations: Generations) -> Any:
+def _pointer(plan: ModelPlan, data: bytes, tag: bytes) -> Any:
     """The pk a current lookup pointer names, or None (anything else: the sync path)."""
     try:
         payload = plan.codec.load(data)
     except CorruptPayload:
         return None
-    if payload.kind != POINTER or payload.generation != generations.row:
+    if payload.kind != POINTER or payload.generation != tag:
         return None
     try:
         return plan.clean_pk(payload.values[0])
@@ -216,8 +232,7 @@ async def aget_by_lookup(
         return await _in_thread(lookups.get_by_lookup, *args)  # type: ignore[no-any-return]
     except Unavailable:
         return await plan.rows(using).aget(**{name: value})
-    generations = Generations(space, generation, scope_tag(using))
-    pk = None if data is None else _pointer(plan, data, generations)
+    pk = None if data is None else _pointer(plan, data, _tag(generation, using))
     if pk is not None:
         try:
             instance = await aget(plan, pk, using)
