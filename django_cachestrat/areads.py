@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from asgiref.sync import AsyncToSync, SyncToAsync, sync_to_async
 from django.db import models, router
 
-from . import lookups, reads, signals
+from . import lookups, reads, requestlog, signals
 from .aclient import Deferred, amget
 from .client import Unavailable
 from .plan import ModelPlan
@@ -104,6 +104,8 @@ def _count(plan: ModelPlan, hits: Sequence[Any], started: float, whole: bool) ->
     if whole:
         stats.queries_saved += 1
         stats.hit_times.append((time.perf_counter() - started) * 1e6 / len(hits))
+    if (log := requestlog.active()) is not None:  # a debug panel is recording
+        log.reads(plan.keys.label, hits, (), saved=whole)
     return bool(signals.hit.receivers)
 
 

@@ -47,12 +47,17 @@ class RequestLog:
             counts = self.models[label] = dict.fromkeys(FIGURES, 0)
         counts[name] += by
 
-    def reads(self, label: str, hits: Sequence[Any], misses: Sequence[Any]) -> None:
+    def reads(
+        self, label: str, hits: Sequence[Any], misses: Sequence[Any], saved: bool | None = None
+    ) -> None:
         """A read by pk: rows served from Redis and rows that missed. A read that hit every
-        row saved the query it would have run."""
+        row saved the query it would have run (``saved``: whether it did, when the caller
+        counts the rest of the read elsewhere, as an async read's sync part does)."""
         self._add(label, "hits", len(hits))
         self._add(label, "misses", len(misses))
-        self._add(label, "queries_saved", int(bool(hits) and not misses))
+        if saved is None:
+            saved = bool(hits) and not misses
+        self._add(label, "queries_saved", int(saved))
 
     def lookup(self, label: str, pk: Any, missing: Any) -> None:
         """A lookup's pointer as read from Redis: None for a miss (a query follows), the

@@ -28,7 +28,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from django_cachestrat import aclient, signals
+from django_cachestrat import aclient, requestlog, signals
 from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
@@ -405,6 +405,23 @@ def test_a_task_that_hit_on_the_loop_still_defers_to_a_sync_caller_it_runs_under
 
     (before, inner, after), _ = run(body)
     assert (before, inner, after) == ("old", "new", "new")
+
+
+def test_hits_on_the_loop_are_recorded_for_the_debug_panel():
+    team, absent = TeamFactory(), TeamFactory()
+    Team.cached.get(pk=team.pk)
+    absent_pk = absent.pk
+    absent.delete()
+
+    async def body(probe: Probe) -> dict[str, int]:
+        with requestlog.recording() as log:
+            await Team.cached.aget(pk=team.pk)
+            await Team.cached.aget_many([team.pk, absent_pk])  # the absent row: the sync path
+        assert probe.built_on == [LOOP, LOOP]
+        return log.as_dict()["models"]["testapp.team"]  # type: ignore[no-any-return]
+
+    counts, _ = run(body)
+    assert (counts["hits"], counts["misses"], counts["queries_saved"]) == (2, 1, 1)
 
 
 def test_on_a_redis_cluster_hits_are_served_on_the_loop(on_cluster: LocalCluster) -> None:
