@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
 from django.db import connection, connections, transaction
 from django.db.models.signals import post_init
 from django.test import TestCase, override_settings
@@ -405,6 +405,32 @@ def test_a_task_that_hit_on_the_loop_still_defers_to_a_sync_caller_it_runs_under
 
     (before, inner, after), _ = run(body)
     assert (before, inner, after) == ("old", "new", "new")
+
+
+def test_after_a_block_that_hid_the_sync_caller_the_caller_counts_again():
+    team = TeamFactory(name="old")
+    Team.cached.get(pk=team.pk)
+    elsewhere = ThreadPoolExecutor(max_workers=1)
+
+    async def read_in_and_after_the_block() -> tuple[str, str]:
+        # With an executor of its own, the block sends sync work there, not to the caller:
+        # inside it no caller is seen, and the answer kept there must not outlive it.
+        async with ThreadSensitiveContext(executor=elsewhere):
+            inside = (await Team.cached.aget(pk=team.pk)).name
+        return inside, (await Team.cached.aget(pk=team.pk)).name
+
+    try:
+        with transaction.atomic():
+            Team.objects.filter(pk=team.pk).update(name="new")
+            recache = threading.Thread(
+                target=lambda: (Team.cached.get(pk=team.pk), connection.close())
+            )
+            recache.start()
+            recache.join(10)  # the committed row, "old", is cached again
+            inside, after = async_to_sync(read_in_and_after_the_block)()
+    finally:
+        elsewhere.shutdown()
+    assert (inside, after) == ("old", "new")
 
 
 def test_hits_on_the_loop_are_recorded_for_the_debug_panel():
