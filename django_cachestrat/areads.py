@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -36,9 +37,10 @@ def _in_thread(func: Callable[..., R], *args: Any) -> Any:
 
 
 #: The last answer of :func:`_under_sync_caller` in this context, with what it holds for:
-#: the asyncio task, and asgiref's thread-sensitive context (which may hide the caller).
-_answered: contextvars.ContextVar[tuple[Any, Any, bool]] = contextvars.ContextVar(
-    "django_cachestrat.under_sync_caller"
+#: the asyncio task (weakly: the task's own context holds this), and asgiref's
+#: thread-sensitive context (which may hide the caller).
+_answered: contextvars.ContextVar[tuple[weakref.ref[asyncio.Task[Any]], Any, bool]] = (
+    contextvars.ContextVar("django_cachestrat.under_sync_caller")
 )
 
 
@@ -55,12 +57,13 @@ def _under_sync_caller() -> bool:
     """
     task = asyncio.current_task()
     sensitive = SyncToAsync.thread_sensitive_context.get(None)
+    if task is None:  # a coroutine driven by hand has no task to keep the answer for
+        return getattr(AsyncToSync.executors, "current", None) is not None
     known = _answered.get(None)
-    if known is not None and known[0] is task and known[1] is sensitive:
+    if known is not None and known[0]() is task and known[1] is sensitive:
         return known[2]
     answer = getattr(AsyncToSync.executors, "current", None) is not None
-    if task is not None:  # a coroutine driven by hand has no task to keep it for
-        _answered.set((task, sensitive, answer))
+    _answered.set((weakref.ref(task), sensitive, answer))
     return answer
 
 
