@@ -85,6 +85,8 @@ class CachedAccessor(Generic[M]):
     async def aget(self, **lookup: Any) -> M:
         """``get()`` for coroutines: a hit is served on the event loop, with no thread."""
         plan = plan_for(self.model)
+        if len(lookup) == 1 and "pk" in lookup:  # the common case, without _lookup's checks
+            return await areads.aget(plan, lookup["pk"], self._db)  # type: ignore[return-value]
         name, value = self._lookup("aget", plan, lookup)
         if tracing.reads:  # TRACING["READS"], as get()
             with tracing.span("get", plan.keys.label):

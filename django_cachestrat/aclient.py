@@ -155,6 +155,26 @@ def _link() -> _Link:
     return link
 
 
+def _gate() -> None:
+    """Before an async Redis call: :class:`Deferred` while invalidations are pending (the
+    sync path replays them first), :class:`Unavailable` while the breaker is open."""
+    if pending.waiting or pending.unconfirmed_keys or pending.unconfirmed_generations:
+        raise Deferred("invalidations are pending")
+    if not breaker.allow():
+        raise Unavailable("circuit breaker open")
+
+
+def _failed(exc: BaseException) -> Unavailable:
+    """A Redis error met: count it on the breaker, log it, and return what to raise (the
+    error itself is raised again with ``FAIL_OPEN = False``)."""
+    pending.expect_records()
+    breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
+    logger.warning("Redis unavailable, serving from the database: %s", exc)
+    if not conf.FAIL_OPEN:
+        raise exc
+    return Unavailable(str(exc))
+
+
 def afail_open(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """``client.fail_open`` for coroutines: the same breaker, the same policy.
 
@@ -165,19 +185,11 @@ def afail_open(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        if pending.waiting or pending.unconfirmed_keys or pending.unconfirmed_generations:
-            raise Deferred("invalidations are pending")
-        if not breaker.allow():
-            raise Unavailable("circuit breaker open")
+        _gate()
         try:
             result = await func(*args, **kwargs)
         except REDIS_ERRORS as exc:
-            pending.expect_records()
-            breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
-            logger.warning("Redis unavailable, serving from the database: %s", exc)
-            if not conf.FAIL_OPEN:
-                raise
-            raise Unavailable(str(exc)) from exc
+            raise _failed(exc) from exc
         if breaker.failures:
             breaker.success()
         return result
@@ -196,25 +208,30 @@ async def _closing(client: Any) -> AsyncIterator[None]:
 
 
 async def amget(keys: list[str]) -> list[bytes | None]:
-    """MGET through this loop's async client (split by slot on a Redis Cluster)."""
-    # NOTE: before the breaker, so that a call the sync path serves never takes the one
-    # probe the breaker lets through after a cool-down: the sync path must have it, or the
-    # breaker would stay open for as long as reads are async. A client that cannot be built
-    # (a Redis Cluster that does not answer) is the sync path's to report, under its breaker.
+    """MGET through this loop's async client (split by slot on a Redis Cluster), under
+    :func:`afail_open`'s policy.
+
+    NOTE: the hit path's one Redis call, so the policy is inlined rather than a wrapper:
+    one coroutine less on every hit, the same gate and the same error handling. The client
+    is looked up before the gate, so that a call the sync path serves never takes the one
+    probe the breaker lets through after a cool-down: the sync path must have it, or the
+    breaker would stay open for as long as reads are async. A client that cannot be built
+    (a Redis Cluster that does not answer) is the sync path's to report, under its breaker.
+    """
     try:
         link = _link()
     except REDIS_ERRORS as exc:
         raise Deferred(f"no async client: {exc}") from exc
     if link.mget is None:
         raise Deferred("no async client for this connection")
-    return await _amget(link, link.mget, keys)
-
-
-@afail_open
-async def _amget(
-    link: _Link, mget: Callable[..., Awaitable[list[Any]]], keys: list[str]
-) -> list[bytes | None]:
-    if link.closer is None:
-        link.closer = _closing(link.client)
-        await anext(link.closer)
-    return await mget(keys)
+    _gate()
+    try:
+        if link.closer is None:
+            link.closer = _closing(link.client)
+            await anext(link.closer)
+        result = await link.mget(keys)
+    except REDIS_ERRORS as exc:
+        raise _failed(exc) from exc
+    if breaker.failures:
+        breaker.success()
+    return result

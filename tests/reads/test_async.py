@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
 from django.db import connection, connections, transaction
 from django.db.models.signals import post_init
 from django.test import TestCase, override_settings
@@ -28,7 +28,7 @@ from django_redis import get_redis_connection
 from redis import Redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
-from django_cachestrat import aclient, signals
+from django_cachestrat import aclient, requestlog, signals
 from django_cachestrat.client import breaker, pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
@@ -402,6 +402,74 @@ def test_a_sync_caller_inside_a_transaction_reads_its_own_write():
         # async_to_sync runs the coroutine on another thread: the transaction is this one's.
         assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
     assert async_to_sync(Team.cached.aget)(pk=team.pk).name == "new"
+
+
+def test_a_task_that_hit_on_the_loop_still_defers_to_a_sync_caller_it_runs_under():
+    team = TeamFactory(name="old")
+    Team.cached.get(pk=team.pk)
+
+    def write_then_read() -> str:
+        with transaction.atomic():
+            Team.objects.filter(pk=team.pk).update(name="new")
+            recache = threading.Thread(
+                target=lambda: (Team.cached.get(pk=team.pk), connection.close())
+            )
+            recache.start()
+            recache.join(10)  # the committed row, "old", is cached again
+            # From this worker, async_to_sync runs aget on the loop in a task of its own:
+            # what the outer task knew (no sync caller) must not be believed there.
+            return async_to_sync(Team.cached.aget)(pk=team.pk).name  # type: ignore[no-any-return]
+
+    async def body(probe: Probe) -> tuple[str, str, str]:
+        before = (await Team.cached.aget(pk=team.pk)).name  # a hit on the loop
+        inner = await sync_to_async(write_then_read)()
+        return before, inner, (await Team.cached.aget(pk=team.pk)).name
+
+    (before, inner, after), _ = run(body)
+    assert (before, inner, after) == ("old", "new", "new")
+
+
+def test_after_a_block_that_hid_the_sync_caller_the_caller_counts_again():
+    team = TeamFactory(name="old")
+    Team.cached.get(pk=team.pk)
+    elsewhere = ThreadPoolExecutor(max_workers=1)
+
+    async def read_in_and_after_the_block() -> tuple[str, str]:
+        # With an executor of its own, the block sends sync work there, not to the caller:
+        # inside it no caller is seen, and the answer kept there must not outlive it.
+        async with ThreadSensitiveContext(executor=elsewhere):
+            inside = (await Team.cached.aget(pk=team.pk)).name
+        return inside, (await Team.cached.aget(pk=team.pk)).name
+
+    try:
+        with transaction.atomic():
+            Team.objects.filter(pk=team.pk).update(name="new")
+            recache = threading.Thread(
+                target=lambda: (Team.cached.get(pk=team.pk), connection.close())
+            )
+            recache.start()
+            recache.join(10)  # the committed row, "old", is cached again
+            inside, after = async_to_sync(read_in_and_after_the_block)()
+    finally:
+        elsewhere.shutdown()
+    assert (inside, after) == ("old", "new")
+
+
+def test_hits_on_the_loop_are_recorded_for_the_debug_panel():
+    team, absent = TeamFactory(), TeamFactory()
+    Team.cached.get(pk=team.pk)
+    absent_pk = absent.pk
+    absent.delete()
+
+    async def body(probe: Probe) -> dict[str, int]:
+        with requestlog.recording() as log:
+            await Team.cached.aget(pk=team.pk)
+            await Team.cached.aget_many([team.pk, absent_pk])  # the absent row: the sync path
+        assert probe.built_on == [LOOP, LOOP]
+        return log.as_dict()["models"]["testapp.team"]  # type: ignore[no-any-return]
+
+    counts, _ = run(body)
+    assert (counts["hits"], counts["misses"], counts["queries_saved"]) == (2, 1, 1)
 
 
 def test_on_a_redis_cluster_hits_are_served_on_the_loop(on_cluster: LocalCluster) -> None:

@@ -19,8 +19,13 @@ from django_cachestrat.plan import plan_for
 from tests import cluster as servers
 from tests.factories import ProfileFactory
 from tests.servers import LocalCluster
-from tests.test_cluster import fresh_cluster, fresh_sentinel, primary_and_replica, replica_listed
 from tests.testapp.models import Profile
+from tests.topology.test_cluster import (
+    fresh_cluster,
+    fresh_sentinel,
+    primary_and_replica,
+    replica_listed,
+)
 
 __all__ = ["fresh_cluster", "fresh_sentinel"]  # the fixtures, used by name
 
