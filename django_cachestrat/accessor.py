@@ -85,7 +85,7 @@ class CachedAccessor(Generic[M]):
     async def aget(self, **lookup: Any) -> M:
         """``get()`` for coroutines: a hit is served on the event loop, with no thread."""
         plan = plan_for(self.model)
-        if len(lookup) == 1 and "pk" in lookup:  # the common case, without _lookup's checks
+        if len(lookup) == 1 and "pk" in lookup and not tracing.reads:  # the common case
             return await areads.aget(plan, lookup["pk"], self._db)  # type: ignore[return-value]
         name, value = self._lookup("aget", plan, lookup)
         if tracing.reads:  # TRACING["READS"], as get()
