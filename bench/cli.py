@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import statistics
 import sys
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import django
 
-from bench.environment import code_version, cpu, progress, versions
+from bench.environment import describe, progress
 from bench.report import (
     Line,
     Report,
@@ -66,13 +64,25 @@ class Options:
     parts: tuple[str, ...] = PARTS
 
 
-def parse(argv: list[str]) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="bench/run.py", description="Benchmarks of django-cachestrat reads."
-    )
+def arguments(prog: str, description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick``, ``--rounds N``, ``--markdown PATH``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--quick", action="store_true", help="a short run (5 small rounds)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 15, quick 5)")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write Markdown here")
+    return parser
+
+
+def emit(text: str, markdown: str, path: Path | None) -> None:
+    """Print the text tables; write the Markdown ones to ``path`` if one was given."""
+    sys.stdout.write(text)
+    if path is not None:
+        path.write_text(markdown)
+        progress(f"wrote {path}")
+
+
+def parse(argv: list[str]) -> Options:
+    parser = arguments("bench/run.py", "Benchmarks of django-cachestrat reads.")
     parser.add_argument(
         "--profile", type=int, metavar="N", help="instead: cProfile N cache hits and exit"
     )
@@ -110,22 +120,8 @@ def _run_line(plan: Plan, parts: tuple[str, ...]) -> str:
 
 
 def environment(plan: Plan, parts: tuple[str, ...] = PARTS) -> list[tuple[str, str]]:
-    from django.db import connection
-    from django_redis import get_redis_connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = cursor.fetchone()[0]
-    redis_server = get_redis_connection("default").info("server")["redis_version"]
     libs = ("Django", "redis", "hiredis", "django-redis", "msgpack", "psycopg")
-    return [
-        ("CPU", f"{cpu()}, {os.cpu_count()} cores"),
-        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
-        ("Libraries", versions(libs)),
-        ("Servers", f"PostgreSQL {postgres}, Redis {redis_server}, both on this host over TCP"),
-        ("Code", code_version()),
-        ("Run", _run_line(plan, parts)),
-    ]
+    return [*describe(libs), ("Run", _run_line(plan, parts))]
 
 
 def seed(plan: Plan) -> list[int]:
@@ -366,8 +362,5 @@ def main(argv: list[str]) -> int:
         report = build_report(options.plan, options.parts, results)
     finally:
         database.clean_redis()
-    sys.stdout.write(render_text(report))
-    if options.markdown is not None:
-        options.markdown.write_text(render_markdown(report))
-        progress(f"wrote {options.markdown}")
+    emit(render_text(report), render_markdown(report), options.markdown)
     return 0

@@ -73,8 +73,8 @@ def _increments(client: Any) -> dict[str, Callable[[], object]]:
     import uuid
 
     from bench.benchapp.models import Post
-    from django_cachestrat.client import scripts
     from django_cachestrat.counters import SEQUENCE_KEEP_MS
+    from django_cachestrat.scripts import scripts
 
     plan = Post.cached.plan
     sequence_id, numbers, pks = (

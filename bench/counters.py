@@ -17,40 +17,37 @@ statements are counted, and the database totals are checked against the incremen
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
-import gc
 import itertools
-import multiprocessing
 import os
-import platform
 import random
-import re
 import statistics
 import sys
 import time
-import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from bench.environment import code_version, cpu, progress, versions
+from bench.cli import arguments, emit
+from bench.environment import describe, progress, wait_for_quiet
 from bench.report import (
     Line,
     Report,
     Section,
     Target,
+    count_target,
     render_markdown,
     render_text,
+    time_cells,
     timing_target,
     verdict_line,
 )
-from bench.timing import rotated, summarize
+from bench.timing import Clients, Rates, summarize
+
+if TYPE_CHECKING:
+    from bench.database import StatementLog
 
 #: Every Redis key this module writes besides the model's namespace (``cs:benchapp.post:*``).
 OWN_PREFIX = "bench:counters:"
@@ -108,31 +105,7 @@ CASES = (
 )
 
 
-# --- load -------------------------------------------------------------------------------
-
-
-def wait_for_quiet(limit: float = QUIET_LOAD, pause: int = 60, longest: int = 600) -> str:
-    """Wait (``pause`` s at a time, ``longest`` s at most) while the load average is above
-    ``limit``, so other work on the host does not skew the figures; describes what it saw."""
-    waited = 0
-    load = os.getloadavg()[0]
-    while load > limit and waited < longest:
-        progress(f"load average {load:.2f} > {limit:g}: waiting {pause} s")
-        time.sleep(pause)
-        waited += pause
-        load = os.getloadavg()[0]
-    state = "at or below" if load <= limit else "STILL ABOVE"
-    return f"{load:.2f} (1-minute average) at the start, {state} {limit:g} after waiting {waited} s"
-
-
 # --- set-up and clean-up ----------------------------------------------------------------
-
-
-def seed(rows: int) -> list[int]:
-    from bench.benchapp.models import Post
-
-    Post.objects.bulk_create([Post() for _ in range(rows)], batch_size=1000)
-    return list(Post.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def clean() -> int:
@@ -159,8 +132,8 @@ def client_ops() -> dict[str, Callable[[int], object]]:
     from django_redis import get_redis_connection
 
     from bench.benchapp.models import Post
-    from django_cachestrat.client import scripts
     from django_cachestrat.counters import SEQUENCE_KEEP_MS
+    from django_cachestrat.scripts import scripts
 
     client = get_redis_connection("default")
     incr = Post.cached.incr
@@ -199,114 +172,11 @@ def client_ops() -> dict[str, Callable[[int], object]]:
     return {"floor": floor, "incr": cached_incr, "script": script, "orm": orm, "sql": sql}
 
 
-def _client(pipe: Connection, pks: list[int]) -> None:
-    """A client process: run ``count`` calls of an op when told, report start, end, CPU."""
-    ops = client_ops()
-    position = 0
-    while (message := pipe.recv()) is not None:
-        name, count = message
-        args = [pks[(position + i) % len(pks)] for i in range(count)]
-        position += count
-        op = ops[name]
-        gc.collect()
-        gc.disable()  # as timeit does
-        try:
-            cpu = time.process_time_ns()
-            start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
-            for arg in args:
-                op(arg)
-            end = time.perf_counter_ns()
-            cpu = time.process_time_ns() - cpu
-        except Exception:
-            pipe.send(("error", traceback.format_exc()))
-            continue
-        finally:
-            gc.enable()
-        pipe.send((start, end, cpu))
-    from django.db import connections
-
-    connections.close_all()
-
-
-class Clients:
-    """``count`` forked client processes, each working on its own share of the rows (so
-    the UPDATEs never wait for each other's row locks)."""
-
-    def __init__(self, count: int, pks: list[int]) -> None:
-        from django.db import connections
-
-        connections.close_all()  # a child must open its own connection, not share ours
-        context = multiprocessing.get_context("fork")
-        self.pipes: list[Connection] = []
-        self.processes: list[Any] = []
-        for index in range(count):
-            here, there = context.Pipe()
-            process = context.Process(target=_client, args=(there, pks[index::count]))
-            process.daemon = True
-            process.start()
-            there.close()
-            self.pipes.append(here)
-            self.processes.append(process)
-
-    def run(self, op: str, count: int, clients: int) -> tuple[int, int]:
-        """``count`` calls of ``op`` in each of the first ``clients`` processes at once:
-        nanoseconds from the first start to the last end, and CPU nanoseconds summed."""
-        pipes = self.pipes[:clients]
-        for pipe in pipes:
-            pipe.send((op, count))
-        replies = [pipe.recv() for pipe in pipes]
-        for reply in replies:
-            if reply[0] == "error":
-                raise RuntimeError(f"a client failed running {op}:\n{reply[1]}")
-        start = min(reply[0] for reply in replies)
-        end = max(reply[1] for reply in replies)
-        return end - start, sum(reply[2] for reply in replies)
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(None)
-        for process in self.processes:
-            process.join(10)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-
-
-@dataclass
-class Rates:
-    """(a): per round, µs per op (aggregate over the clients) and client CPU µs per op."""
-
-    wall: dict[str, list[float]] = field(default_factory=dict)
-    cpu: dict[str, list[float]] = field(default_factory=dict)
-
-
 def measure_increments(plan: Plan, pks: list[int]) -> Rates:
     """One untimed warm-up round, then ``plan.rounds`` rounds of every case, interleaved."""
-    rates = Rates({c.key: [] for c in CASES}, {c.key: [] for c in CASES})
-    clients = Clients(plan.clients, pks)
-    try:
-        for index in range(plan.rounds + 1):
-            order = rotated(CASES, index)
-            wall = dict.fromkeys(rates.wall, 0)
-            cpu = dict.fromkeys(rates.wall, 0)
-            ops = dict.fromkeys(rates.wall, 0)
-            for _ in range(plan.slices):
-                for case in order:
-                    count = (plan.slow_ops if case.slow else plan.fast_ops) // plan.slices
-                    span, used = clients.run(case.op, count, case.clients)
-                    wall[case.key] += span
-                    cpu[case.key] += used
-                    ops[case.key] += count * case.clients
-            if index == 0:
-                continue  # warm-up
-            for key in rates.wall:
-                rates.wall[key].append(wall[key] / ops[key] / 1000)
-                rates.cpu[key].append(cpu[key] / ops[key] / 1000)
-            progress(f"(a) round {index}/{plan.rounds}")
-    finally:
-        clients.close()
-    return rates
+    calls = {c.key: (plan.slow_ops if c.slow else plan.fast_ops) // plan.slices for c in CASES}
+    with Clients(plan.clients, pks, client_ops) as clients:
+        return clients.rounds(CASES, calls, plan.rounds, plan.slices, label="(a)")
 
 
 RATE_HEADER = (
@@ -324,47 +194,30 @@ def rate_section(title: str, cases: Sequence[Case], rates: Rates) -> Section:
     lines = []
     for case in cases:
         stat = summarize(rates.wall[case.key])
-        lines.append(
-            Line(
-                (
-                    case.label,
-                    f"{stat.median:,.1f}",
-                    f"{stat.p25:,.1f}-{stat.p75:,.1f}",
-                    f"{1e6 / stat.median:,.0f}",
-                    f"{statistics.median(rates.cpu[case.key]):,.1f}",
-                    f"{stat.median / base:.2f}",
-                )
-            )
-        )
+        *cells, ratio = time_cells(case.label, stat, base)
+        cpu_per_op = statistics.median(rates.cpu[case.key])
+        lines.append(Line((*cells, f"{1e6 / stat.median:,.0f}", f"{cpu_per_op:,.1f}", ratio)))
     return Section(title, RATE_HEADER, lines)
 
 
+#: The figures of (a): name, numerator, denominator, goal.
+RATE_TARGETS: tuple[tuple[str, str, str, tuple[str, float] | None], ...] = (
+    ("(a) incr / floor, 1 client (µs per op)", "incr1", "floor1", ("≤", 1.3)),
+    ("(a) incr / floor, 4 clients (aggregate µs per op)", "incr4", "floor4", ("≤", 1.3)),
+    ("(a) UPDATE / incr, 1 client (= incr rate ÷ UPDATE rate)", "orm1", "incr1", ("≥", 10)),
+    ("(a) UPDATE / floor, 1 client", "orm1", "floor1", None),
+    ("(a) incr / incr.lua alone, 1 client", "incr1", "script1", None),
+    ("(a) incr.lua alone / floor, 1 client", "script1", "floor1", None),
+    ("(a) UPDATE / psycopg UPDATE, 1 client", "orm1", "sql1", None),
+    ("(a) UPDATE / incr, 4 clients", "orm4", "incr4", None),
+    ("(a) incr rate, 4 clients ÷ 1 client", "incr1", "incr4", None),
+)
+
+
 def rate_targets(rates: Rates) -> list[Target]:
-    samples = rates.wall
     return [
-        timing_target(
-            "(a) incr / floor, 1 client (µs per op)", samples, "incr1", "floor1", ("≤", 1.3)
-        ),
-        timing_target(
-            "(a) incr / floor, 4 clients (aggregate µs per op)",
-            samples,
-            "incr4",
-            "floor4",
-            ("≤", 1.3),
-        ),
-        timing_target(
-            "(a) UPDATE / incr, 1 client (= incr rate ÷ UPDATE rate)",
-            samples,
-            "orm1",
-            "incr1",
-            ("≥", 10),
-        ),
-        timing_target("(a) UPDATE / floor, 1 client", samples, "orm1", "floor1"),
-        timing_target("(a) incr / incr.lua alone, 1 client", samples, "incr1", "script1"),
-        timing_target("(a) incr.lua alone / floor, 1 client", samples, "script1", "floor1"),
-        timing_target("(a) UPDATE / psycopg UPDATE, 1 client", samples, "orm1", "sql1"),
-        timing_target("(a) UPDATE / incr, 4 clients", samples, "orm4", "incr4"),
-        timing_target("(a) incr rate, 4 clients ÷ 1 client", samples, "incr1", "incr4"),
+        timing_target(name, rates.wall, top, bottom, goal)
+        for name, top, bottom, goal in RATE_TARGETS
     ]
 
 
@@ -419,38 +272,6 @@ def rate_reasons(rates: Rates, targets: list[Target]) -> list[str]:
 # --- (b) flush --------------------------------------------------------------------------
 
 
-class StatementLog:
-    """An execute wrapper: statements by kind, UPDATEs by table, and time spent in SQL."""
-
-    def __init__(self) -> None:
-        self.kinds: Counter[str] = Counter()
-        self.updates: Counter[str] = Counter()
-        self.seconds = 0.0
-
-    def __call__(
-        self,
-        execute: Callable[..., Any],
-        sql: str,
-        params: Any,
-        many: bool,
-        context: dict[str, Any],
-    ) -> Any:
-        kind = sql.lstrip().split(None, 1)[0].upper()
-        self.kinds[kind] += 1
-        if kind == "UPDATE":
-            match = re.match(r'\s*UPDATE\s+"?([\w$]+)', sql, re.IGNORECASE)
-            self.updates[match.group(1) if match else "?"] += 1
-        start = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    @property
-    def total(self) -> int:
-        return sum(self.kinds.values())
-
-
 @dataclass(frozen=True)
 class FlushRun:
     load_seconds: float
@@ -480,6 +301,7 @@ def flush_run(plan: Plan, pks: list[int], seed_value: int) -> FlushRun:
     from django_redis import get_redis_connection
 
     from bench.benchapp.models import Post
+    from bench.database import StatementLog
     from django_cachestrat import drain
 
     client = get_redis_connection("default")
@@ -577,41 +399,31 @@ def flush_section(plan: Plan, runs: list[FlushRun]) -> Section:
 
 def flush_targets(runs: list[FlushRun]) -> list[Target]:
     seconds = [run.seconds for run in runs]
+    median = statistics.median(seconds)
     return [
-        Target(
-            "(b) drain_all() seconds (median of runs)",
-            statistics.median(seconds),
-            ("<", 2),
-            summarize(seconds),
-        ),
-        Target(
+        Target("(b) drain_all() seconds (median of runs)", median, ("<", 2), summarize(seconds)),
+        count_target(
             "(b) UPDATE statements per flush (most in a run)",
             max(sum(run.log.updates.values()) for run in runs),
             ("≤", 20),
-            digits=0,
         ),
-        Target(
-            "(b) SQL statements per flush (most in a run)",
-            max(run.log.total for run in runs),
-            digits=0,
+        count_target(
+            "(b) SQL statements per flush (most in a run)", max(run.log.total for run in runs)
         ),
-        Target(
+        count_target(
             "(b) counters whose DB value is wrong, all runs",
             sum(run.mismatches for run in runs),
             ("=", 0),
-            digits=0,
         ),
-        Target(
+        count_target(
             "(b) DB total - increments, all runs",
             sum(abs(run.difference) for run in runs),
             ("=", 0),
-            digits=0,
         ),
-        Target(
+        count_target(
             "(b) increments left in Redis after the flush, all runs",
             sum(run.leftover for run in runs),
             ("=", 0),
-            digits=0,
         ),
     ]
 
@@ -672,7 +484,7 @@ def run(rounds: int | None = None, *, quick: bool = False, load: str | None = No
         clean()
         try:
             progress(f"seeding {plan.rows:,} posts")
-            pks = seed(plan.rows)
+            pks = database.seed_posts(plan.rows)
             progress(f"(a) {len(CASES)} variants x {plan.rounds} rounds, clients are processes")
             rates = measure_increments(plan, pks[: plan.incr_rows])
             clean()  # drop (a)'s pending increments: (b) starts from nothing pending
@@ -704,13 +516,6 @@ def run(rounds: int | None = None, *, quick: bool = False, load: str | None = No
 
 
 def _environment(plan: Plan) -> list[tuple[str, str]]:
-    from django.db import connection
-    from django_redis import get_redis_connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        postgres = cursor.fetchone()[0]
-    redis_server = get_redis_connection("default").info("server")["redis_version"]
     run_line = (
         f"(a) {plan.rounds} rounds; per client per round {plan.fast_ops} floor/incr calls and "
         f"{plan.slow_ops} UPDATEs, each cut into {plan.slices} interleaved slices, on "
@@ -718,11 +523,7 @@ def _environment(plan: Plan) -> list[tuple[str, str]]:
         f"{plan.increments:,} increments over {plan.rows:,} rows"
     )
     return [
-        ("CPU", f"{cpu()}, {os.cpu_count()} cores"),
-        ("Python", f"{platform.python_version()} ({platform.python_implementation()})"),
-        ("Libraries", versions(("Django", "redis", "hiredis", "django-redis", "psycopg"))),
-        ("Servers", f"PostgreSQL {postgres}, Redis {redis_server}, both on this host over TCP"),
-        ("Code", code_version()),
+        *describe(("Django", "redis", "hiredis", "django-redis", "psycopg")),
         ("Run", run_line),
         ("Clients", "forked processes, each with its own Redis and PostgreSQL connections"),
     ]
@@ -741,24 +542,15 @@ def render(measured: Measured) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.counters", description="Benchmarks of write-behind counters."
-    )
-    parser.add_argument("--quick", action="store_true", help="a short run (5 small rounds)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 15, quick 5)")
-    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write Markdown here")
-    args = parser.parse_args(argv)
+    description = "Benchmarks of write-behind counters."
+    args = arguments("python -m bench.counters", description).parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     import django
 
     django.setup()
-    load = wait_for_quiet()
+    load = wait_for_quiet(QUIET_LOAD)
     progress(f"load average {load}")
-    text, markdown = render(run(args.rounds, quick=args.quick, load=load))
-    sys.stdout.write(text)
-    if args.markdown is not None:
-        args.markdown.write_text(markdown)
-        progress(f"wrote {args.markdown}")
+    emit(*render(run(args.rounds, quick=args.quick, load=load)), args.markdown)
     return 0
 
 

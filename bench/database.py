@@ -1,11 +1,15 @@
-"""Set-up and clean-up: the benchmark database, its tables, seed rows, Redis keys."""
+"""Set-up and clean-up: the benchmark database, its tables, seed rows, Redis keys; a log of
+the SQL statements a block runs."""
 
 from __future__ import annotations
 
 import datetime
 import decimal
 import random
-from collections.abc import Sequence
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -16,7 +20,7 @@ from django.db.models import Model
 from django_redis import get_redis_connection
 from psycopg import sql
 
-from bench.benchapp.models import Article, Member
+from bench.benchapp.models import Article, Member, Post
 
 MODELS = (Article, Member)
 
@@ -128,6 +132,12 @@ def seed(rows: int) -> list[int]:
     return list(Article.objects.order_by("pk").values_list("pk", flat=True))
 
 
+def seed_posts(rows: int) -> list[int]:
+    """Insert ``rows`` posts with every counter at zero; returns their pks."""
+    Post.objects.bulk_create([Post() for _ in range(rows)], batch_size=1000)
+    return list(Post.objects.order_by("pk").values_list("pk", flat=True))
+
+
 FIRST_NAMES = [
     "Ada",
     "Alan",
@@ -208,3 +218,35 @@ def clean_redis(patterns: Sequence[str] = OWN_PATTERNS) -> int:
         if batch:
             deleted += client.delete(*batch)
     return deleted
+
+
+class StatementLog:
+    """An execute wrapper: statements by kind, UPDATEs by table, and time spent in SQL."""
+
+    def __init__(self) -> None:
+        self.kinds: Counter[str] = Counter()
+        self.updates: Counter[str] = Counter()
+        self.seconds = 0.0
+
+    def __call__(
+        self,
+        execute: Callable[..., Any],
+        statement: str,
+        params: Any,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        kind = statement.lstrip().split(None, 1)[0].upper()
+        self.kinds[kind] += 1
+        if kind == "UPDATE":
+            match = re.match(r'\s*UPDATE\s+"?([\w$]+)', statement, re.IGNORECASE)
+            self.updates[match.group(1) if match else "?"] += 1
+        start = time.perf_counter()
+        try:
+            return execute(statement, params, many, context)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    @property
+    def total(self) -> int:
+        return sum(self.kinds.values())

@@ -78,11 +78,12 @@ def timing_section(
     """One row per variant: median µs/op, interquartile range, ratio to the first variant."""
     stats = {v.key: summarize(samples[v.key]) for v in variants}
     base = stats[variants[0].key].median
-    lines = [Line(_time_cells(v.label, stats[v.key], base)) for v in variants]
+    lines = [Line(time_cells(v.label, stats[v.key], base)) for v in variants]
     return Section(title, TIME_HEADER, lines)
 
 
-def _time_cells(label: str, stat: Summary, base: float) -> tuple[str, ...]:
+def time_cells(label: str, stat: Summary, base: float) -> tuple[str, ...]:
+    """Label, median µs/op, interquartile range, ratio to ``base``."""
     return (
         label,
         f"{stat.median:,.1f}",
@@ -124,6 +125,11 @@ def timing_target(
     """A ratio of medians, with the median and quartiles of the per-round ratios."""
     per_round = summarize(paired_ratios(samples, top, bottom))
     return Target(name, ratio(samples, top, bottom), goal, per_round)
+
+
+def count_target(name: str, value: float, goal: tuple[str, float] | None = None) -> Target:
+    """A count (shown without decimals) and its goal."""
+    return Target(name, value, goal, digits=0)
 
 
 def _widths(rows: Sequence[Sequence[str]]) -> list[int]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import multiprocessing
 import statistics
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any, Protocol, TypeVar
+
+from bench.environment import progress
 
 T = TypeVar("T")
 
@@ -91,3 +97,136 @@ def summarize(values: Sequence[float]) -> Summary:
 def paired_ratios(samples: dict[str, list[float]], top: str, bottom: str) -> list[float]:
     """Per-round ratios of two variants timed side by side."""
     return [a / b for a, b in zip(samples[top], samples[bottom], strict=True)]
+
+
+# --- client processes -------------------------------------------------------------------
+
+Ops = dict[str, Callable[[Any], object]]
+
+
+class ProcessCase(Protocol):
+    """What :meth:`Clients.rounds` runs: the op named ``op`` in ``clients`` processes."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def clients(self) -> int: ...
+
+
+@dataclass
+class Rates:
+    """Per round, µs per op (aggregate over the clients) and client CPU µs per op."""
+
+    wall: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _client(pipe: Connection, args: list[Any], make_ops: Callable[[], Ops]) -> None:
+    """A client process: run ``count`` calls of an op when told, report start, end, CPU."""
+    ops = make_ops()
+    position = 0
+    while (message := pipe.recv()) is not None:
+        name, count = message
+        chunk = [args[(position + i) % len(args)] for i in range(count)]
+        position += count
+        op = ops[name]
+        gc.collect()
+        gc.disable()  # as timeit does
+        try:
+            cpu = time.process_time_ns()
+            start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
+            for arg in chunk:
+                op(arg)
+            end = time.perf_counter_ns()
+            cpu = time.process_time_ns() - cpu
+        except Exception:
+            pipe.send(("error", traceback.format_exc()))
+            continue
+        finally:
+            gc.enable()
+        pipe.send((start, end, cpu))
+    from django.db import connections
+
+    connections.close_all()
+
+
+class Clients:
+    """``count`` forked client processes, each calling its ops on its own share of
+    ``args`` (rows, say, so that UPDATEs never wait for each other's row locks); the ops
+    are made by ``make_ops`` in each process, after the fork."""
+
+    def __init__(self, count: int, args: Sequence[Any], make_ops: Callable[[], Ops]) -> None:
+        from django.db import connections
+
+        connections.close_all()  # a child must open its own connection, not share ours
+        context = multiprocessing.get_context("fork")
+        self.pipes: list[Connection] = []
+        self.processes: list[Any] = []
+        for index in range(count):
+            here, there = context.Pipe()
+            share = list(args[index::count])
+            process = context.Process(target=_client, args=(there, share, make_ops))
+            process.daemon = True
+            process.start()
+            there.close()
+            self.pipes.append(here)
+            self.processes.append(process)
+
+    def run(self, op: str, count: int, clients: int) -> tuple[int, int]:
+        """``count`` calls of ``op`` in each of the first ``clients`` processes at once:
+        nanoseconds from the first start to the last end, and CPU nanoseconds summed."""
+        pipes = self.pipes[:clients]
+        for pipe in pipes:
+            pipe.send((op, count))
+        replies = [pipe.recv() for pipe in pipes]
+        for reply in replies:
+            if reply[0] == "error":
+                raise RuntimeError(f"a client failed running {op}:\n{reply[1]}")
+        start = min(reply[0] for reply in replies)
+        end = max(reply[1] for reply in replies)
+        return end - start, sum(reply[2] for reply in replies)
+
+    def rounds(
+        self,
+        cases: Sequence[ProcessCase],
+        calls: Mapping[str, int],
+        rounds: int,
+        slices: int,
+        label: str = "",
+    ) -> Rates:
+        """One untimed warm-up round, then ``rounds`` rounds; in each, ``slices`` slices of
+        every case in rotating order, ``calls[key]`` calls per client per slice."""
+        rates = Rates({c.key: [] for c in cases}, {c.key: [] for c in cases})
+        for index in range(rounds + 1):
+            wall, cpu, ops = (dict.fromkeys(rates.wall, 0) for _ in range(3))
+            for _ in range(slices):
+                for case in rotated(cases, index):
+                    span, used = self.run(case.op, calls[case.key], case.clients)
+                    wall[case.key] += span
+                    cpu[case.key] += used
+                    ops[case.key] += calls[case.key] * case.clients
+            if index == 0:
+                continue  # warm-up
+            for key in rates.wall:
+                rates.wall[key].append(wall[key] / ops[key] / 1000)
+                rates.cpu[key].append(cpu[key] / ops[key] / 1000)
+            progress(f"{label} round {index}/{rounds}")
+        return rates
+
+    def __enter__(self) -> Clients:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(None)
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+                process.join()

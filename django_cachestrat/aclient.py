@@ -24,8 +24,10 @@ from redis.cluster import RedisCluster
 from redis.sentinel import SentinelConnectionPool
 
 from . import client
-from .client import REDIS_ERRORS, Topology, Unavailable, breaker, pending
+from .breaker import Unavailable, breaker
+from .client import REDIS_ERRORS, Topology
 from .conf import conf
+from .pending import pending
 
 __all__ = ["Deferred", "afail_open", "amget"]
 
@@ -176,7 +178,7 @@ def _failed(exc: BaseException) -> Unavailable:
 
 
 def afail_open(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """``client.fail_open`` for coroutines: the same breaker, the same policy.
+    """``failopen.fail_open`` for coroutines: the same breaker, the same policy.
 
     Pending invalidations are replayed by the sync path only, so while any are waiting the
     call raises :class:`Deferred` and the caller takes the sync path, which replays them

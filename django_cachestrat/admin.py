@@ -13,7 +13,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern
 
 from .admin_views import CacheViews, can_act, can_view, status_context
-from .client import REDIS_ERRORS, Unavailable
+from .breaker import Unavailable
+from .client import REDIS_ERRORS
 from .inspection import invalidate_rows
 from .models import Cache, CounterBatch, DeadLetter
 

@@ -22,7 +22,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from . import drain, invalidation, overview
-from .client import REDIS_ERRORS, Unavailable
+from .breaker import Unavailable
+from .client import REDIS_ERRORS
 from .forms import ActionForm, InspectForm, cached_model
 from .inspection import inspect_row, invalidate_rows
 from .models import Cache

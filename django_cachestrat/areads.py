@@ -21,7 +21,7 @@ from django.db import models, router
 
 from . import lookups, reads, requestlog, signals
 from .aclient import Deferred, amget
-from .client import Unavailable
+from .breaker import Unavailable
 from .plan import ModelPlan
 from .reads import UNSET, Generations, _not_found, _refresh, is_refresh_due
 from .serializers import ABSENT, POINTER, ROW, CorruptPayload, generation_tag

@@ -9,9 +9,12 @@ from typing import Any
 from django.db.models import Exists
 
 from . import counter_saves
-from .client import Unavailable, connection, fail_open, scripts
+from .breaker import Unavailable
+from .client import connection
+from .failopen import fail_open
 from .keys import KeySpace, claim_parts, stripe_member
 from .plan import ModelPlan
+from .scripts import scripts
 
 __all__ = ["overlay", "version_keys"]
 

@@ -15,10 +15,14 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 
 from . import requestlog, transactions
-from .client import Unavailable, fail_open, pending, run_many, scripts, topology
+from .breaker import Unavailable
+from .client import topology
 from .counter_input import validate
+from .failopen import fail_open
 from .keys import StripeKeys, stripe_member
+from .pending import pending
 from .plan import ModelPlan
+from .scripts import run_many, scripts
 from .topology import ReplicaLag
 
 __all__ = ["forget_pending", "incr"]

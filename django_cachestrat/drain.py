@@ -33,11 +33,13 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from . import tracing
-from .client import REDIS_ERRORS, connection, pending, scripts
+from .client import REDIS_ERRORS, connection
 from .conf import conf
 from .keys import member_parts
 from .options import cached_models
+from .pending import pending
 from .plan import ModelPlan, plan_for
+from .scripts import scripts
 
 __all__ = ["BatchResult", "DrainError", "StripeError", "drain_all", "drain_model"]
 

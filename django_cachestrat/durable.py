@@ -8,8 +8,10 @@ from collections.abc import Iterable
 from django.db import router, transaction
 
 from . import transactions
-from .client import REDIS_ERRORS, NoRecords, Unavailable, pending, send_invalidations
+from .breaker import Unavailable
+from .client import REDIS_ERRORS
 from .models import PendingInvalidation
+from .pending import NoRecords, pending, send_invalidations
 
 __all__ = ["install", "record", "replay", "uninstall"]
 

@@ -21,8 +21,8 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 
 from . import invalidation, replicas, statements, tracing
-from .client import pending, send_invalidations
 from .conf import conf
+from .pending import pending, send_invalidations
 from .topology import ReplicaLag
 
 __all__ = ["consume", "consume_all", "install", "status", "uninstall"]

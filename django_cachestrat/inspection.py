@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from django.db import models, router
 
-from .client import fail_open, topology
+from .client import topology
+from .failopen import fail_open
 from .invalidation import invalidate_pks
 from .keys import KeySpace, stripe_member
 from .plan import ModelPlan, plan_for
@@ -160,7 +161,7 @@ def _same(cached: Any, database: Any) -> bool:
 
 def inspect_row(model: type[models.Model], pk: Any) -> RowReport:
     """Read the row's cache entries and its database row; Redis errors propagate
-    (:class:`~django_cachestrat.client.Unavailable` when the breaker is open)."""
+    (:class:`~django_cachestrat.breaker.Unavailable` when the breaker is open)."""
     plan = plan_for(model._meta.concrete_model or model)
     using = router.db_for_read(plan.model)
     keys = plan.space(using)  # the keys of the database a read would use

@@ -10,9 +10,12 @@ from django.db import connections, models, router
 from django.db.models.signals import post_delete, post_save
 
 from . import counter_saves, counters, handled, reads, relations, replicas, requestlog, transactions
-from .client import REDIS_ERRORS, Unavailable, fail_open, pending, send_invalidations
+from .breaker import Unavailable
+from .client import REDIS_ERRORS
 from .conf import conf
+from .failopen import fail_open
 from .options import cached_models
+from .pending import pending, send_invalidations
 from .plan import ModelPlan, plan_for
 from .signals import flushed, invalidated
 from .topology import ReplicaLag

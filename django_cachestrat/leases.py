@@ -9,8 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from . import requestlog
-from .client import Call, Unavailable, connection, fail_open, scripts
+from .breaker import Unavailable
+from .client import connection
+from .failopen import fail_open
 from .plan import ModelPlan
+from .scripts import Call, scripts
 from .transactions import can_fill
 
 __all__ = ["MISSING", "Ahead", "Entry", "Loaded", "Miss", "leased"]

@@ -8,7 +8,9 @@ from typing import Any
 from django.db import models, router
 
 from . import replicas, requestlog, tracing
-from .client import Unavailable, fail_open, topology
+from .breaker import Unavailable
+from .client import topology
+from .failopen import fail_open
 from .leases import MISSING, Entry, Loaded, Miss, leased
 from .plan import ModelPlan
 from .reads import (

@@ -17,7 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from . import stats
-from .client import breaker
+from .breaker import breaker
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

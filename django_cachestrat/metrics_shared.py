@@ -13,7 +13,9 @@ from typing import Any
 
 from django.db.models import Count
 
-from .client import REDIS_ERRORS, Unavailable, fail_open, topology
+from .breaker import Unavailable
+from .client import REDIS_ERRORS, topology
+from .failopen import fail_open
 from .models import DeadLetter
 from .overview import write_behind
 

@@ -11,10 +11,12 @@ from django.db.models import Max
 from django.utils import timezone
 
 from . import stats
-from .client import REDIS_ERRORS, Unavailable, breaker, fail_open, topology
+from .breaker import Unavailable, breaker
+from .client import REDIS_ERRORS, topology
 from .conf import conf
 from .drain import counter_models
 from .eviction import MESSAGE, counter_labels, evicting_policies
+from .failopen import fail_open
 from .keys import claim_parts
 from .models import CounterBatch, DeadLetter
 from .options import cached_models

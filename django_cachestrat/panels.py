@@ -16,7 +16,7 @@ from debug_toolbar.panels import Panel
 from django.http import HttpRequest, HttpResponse
 
 from . import requestlog
-from .client import breaker
+from .breaker import breaker
 
 __all__ = ["CachestratPanel", "breaker_state"]
 

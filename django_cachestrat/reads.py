@@ -12,10 +12,13 @@ from typing import Any
 from django.db import models, router
 
 from . import counter_reads, replicas, requestlog, signals, tracing
-from .client import Unavailable, connection, fail_open, new_generation, topology
+from .breaker import Unavailable
+from .client import connection, topology
+from .failopen import fail_open
 from .fills import fill_one
 from .keys import KeySpace
 from .leases import MISSING, Ahead, Entry, Loaded, Miss, leased
+from .pending import new_generation
 from .plan import ModelPlan
 from .serializers import ABSENT, ROW, CorruptPayload, Payload, generation_tag
 from .transactions import has_inserted, is_touched, scope_tag

@@ -21,8 +21,10 @@ from typing import Any
 from django.db import DatabaseError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .client import Unavailable, fail_open, topology
+from .breaker import Unavailable
+from .client import topology
 from .conf import conf
+from .failopen import fail_open
 from .keys import KeySpace
 from .plan import ModelPlan
 

@@ -14,7 +14,8 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
-from .client import fail_open, topology
+from .client import topology
+from .failopen import fail_open
 
 __all__ = ["KeySample", "sample_keys"]
 

@@ -12,7 +12,8 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from . import invalidation, relations, transactions
-from .client import REDIS_ERRORS, Unavailable
+from .breaker import Unavailable
+from .client import REDIS_ERRORS
 from .handled import mark as _mark
 from .sqllex import head
 from .sqlshape import Outcome, Table, Tables, classify, mentioned

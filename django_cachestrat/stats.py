@@ -167,7 +167,8 @@ def _minute_key(prefix: str, when: float) -> str:
 
 def publish() -> None:
     """Send this process's counter deltas and recent timings to Redis."""
-    from .client import breaker, connection
+    from .breaker import breaker
+    from .client import connection
     from .conf import conf
 
     # Redis's own health is counted by the breaker (the Redis layer imports nothing above).

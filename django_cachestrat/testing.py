@@ -138,7 +138,7 @@ def flush_cache(*models: type[models.Model]) -> None:
 def cache_disabled() -> Iterator[None]:
     """Run the block as if Redis were down: reads come from the database, nothing is
     filled, increments go to the database, and invalidations are replayed after it."""
-    from .client import breaker
+    from .breaker import breaker
 
     saved = breaker.open_until
     breaker.open_until = float("inf")

@@ -9,7 +9,8 @@ import pytest
 from django_redis import get_redis_connection
 
 from django_cachestrat import stats
-from django_cachestrat.client import breaker, pending
+from django_cachestrat.breaker import breaker
+from django_cachestrat.pending import pending
 from tests import celery_app  # noqa: F401 - the default Celery app: flushes go to its broker
 
 

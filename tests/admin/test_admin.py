@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from django_cachestrat import sampling, stats
-from django_cachestrat.client import breaker
+from django_cachestrat.breaker import breaker
 from django_cachestrat.models import CounterBatch, DeadLetter
 from django_cachestrat.overview import Server, is_worth_caching
 from django_cachestrat.plan import plan_for

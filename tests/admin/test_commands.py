@@ -18,9 +18,9 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
 from django_cachestrat import stats
-from django_cachestrat.client import pending
 from django_cachestrat.inspection import STATE_TEXT
 from django_cachestrat.options import cached_models
+from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, ProfileFactory, TeamFactory
 from tests.helpers import assert_cached, count_queries

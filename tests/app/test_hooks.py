@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models.signals import post_save
 
-from django_cachestrat import client, hooks, statements
+from django_cachestrat import hooks, pending, statements
 from tests.testapp.models import Profile
 
 pytestmark = pytest.mark.django_db
@@ -25,13 +25,13 @@ def test_uninstall_takes_out_what_install_put_in():
         assert _ours(post_save.receivers) == []
         assert not hasattr(User, "cached")  # named in settings, not a mixin model
         assert hasattr(Profile, "cached")  # the mixin's own, which stays
-        assert isinstance(client.pending.records, client.NoRecords)
+        assert isinstance(pending.pending.records, pending.NoRecords)
     finally:
         hooks.install()
     assert statements._wrapper in connection.execute_wrappers
     assert _ours(post_save.receivers)
     assert User.cached.get(pk=User.objects.create(username="u").pk).username == "u"
-    assert not isinstance(client.pending.records, client.NoRecords)
+    assert not isinstance(pending.pending.records, pending.NoRecords)
 
 
 def test_install_twice_installs_once():

@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from django_cachestrat import drain, metrics, stats
-from django_cachestrat.client import breaker
+from django_cachestrat.breaker import breaker
 from tests.factories import ProfileFactory, TeamFactory
 from tests.servers import RedisServer, free_port
 from tests.testapp.models import Profile, Team

@@ -14,7 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from django_cachestrat.client import breaker, connection, pending
+from django_cachestrat.breaker import breaker
+from django_cachestrat.client import connection
+from django_cachestrat.pending import pending
 from tests import cluster as servers
 from tests.factories import TeamFactory
 from tests.servers import LocalCluster

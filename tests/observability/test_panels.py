@@ -17,7 +17,7 @@ from django.db import connections
 from django.test import AsyncClient, Client, override_settings
 
 from django_cachestrat import requestlog
-from django_cachestrat.client import breaker
+from django_cachestrat.breaker import breaker
 from tests import toolbar_urls
 from tests.factories import ItemFactory, ProfileFactory
 from tests.testapp.models import Item

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from django_cachestrat import drain, tracing
-from django_cachestrat.client import breaker
+from django_cachestrat.breaker import breaker
 from django_cachestrat.client import connection as redis_connection
 from tests.factories import ItemFactory, ProfileFactory, TeamFactory
 from tests.servers import free_port

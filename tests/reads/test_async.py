@@ -29,7 +29,8 @@ from redis import Redis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from django_cachestrat import aclient, requestlog, signals
-from django_cachestrat.client import breaker, pending
+from django_cachestrat.breaker import breaker
+from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 from tests.factories import ItemFactory, TeamFactory
 from tests.servers import LocalCluster, RedisServer, free_port

@@ -18,11 +18,13 @@ from django.test import override_settings
 from redis import Redis
 
 from django_cachestrat import client, drain, stats
-from django_cachestrat.client import breaker, connection, pending, topology
+from django_cachestrat.breaker import breaker
+from django_cachestrat.client import connection, topology
 from django_cachestrat.cluster import GENERATION_COPIES, copy_key
 from django_cachestrat.inspection import inspect_row
 from django_cachestrat.models import CounterBatch
 from django_cachestrat.overview import gather
+from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 from tests import cluster as servers
 from tests.factories import ProfileFactory, TeamFactory

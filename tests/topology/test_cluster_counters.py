@@ -14,7 +14,7 @@ from django.db import connection as db_connection
 from redis import Redis
 
 from django_cachestrat import drain
-from django_cachestrat.client import pending
+from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 from tests import cluster as servers
 from tests.factories import ProfileFactory

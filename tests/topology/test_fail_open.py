@@ -13,7 +13,9 @@ from django.test import override_settings
 from django_redis import get_redis_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from django_cachestrat.client import breaker, breaker_states, pending
+from django_cachestrat.breaker import breaker
+from django_cachestrat.client import breaker_states
+from django_cachestrat.pending import pending
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
 from tests.servers import RedisServer

@@ -11,7 +11,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from django_cachestrat import drain
-from django_cachestrat.client import breaker, connection, pending, run_many, scripts
+from django_cachestrat.breaker import breaker
+from django_cachestrat.client import connection
+from django_cachestrat.pending import pending
+from django_cachestrat.scripts import run_many, scripts
 from tests.factories import ProfileFactory
 from tests.servers import LossyProxy, RedisServer
 from tests.testapp.models import Profile

@@ -240,7 +240,7 @@ def test_increments_queued_behind_a_reclaimed_batch_are_flushed_in_the_same_run(
 
 
 def test_a_settled_increment_that_arrives_late_is_ignored(redis_client):
-    from django_cachestrat.client import scripts
+    from django_cachestrat.scripts import scripts
 
     plan = plan_for(Profile)
     stripe = plan.keys.stripe(0)

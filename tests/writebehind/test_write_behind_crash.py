@@ -30,7 +30,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from django_cachestrat import drain as drains
-from django_cachestrat.client import breaker, connection
+from django_cachestrat.breaker import breaker
+from django_cachestrat.client import connection
 from django_cachestrat.models import CounterBatch, DeadLetter
 from django_cachestrat.plan import plan_for
 from tests.celery_app import CRASH_POINTS

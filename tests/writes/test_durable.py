@@ -17,8 +17,8 @@ from django.test import override_settings
 from django_redis import get_redis_connection
 
 from django_cachestrat import tasks
-from django_cachestrat.client import pending
 from django_cachestrat.models import PendingInvalidation
+from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 from tests.factories import TeamFactory
 from tests.servers import RedisServer

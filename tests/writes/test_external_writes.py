@@ -21,7 +21,7 @@ from django.db import connection
 from django.test import override_settings
 
 from django_cachestrat import external
-from django_cachestrat.client import breaker
+from django_cachestrat.breaker import breaker
 from django_cachestrat.tasks import beat_schedule, consume_external_writes
 from tests.factories import ProfileFactory
 from tests.servers import RedisServer

@@ -14,7 +14,8 @@ from django.core.management.base import CommandError, CommandParser, OutputWrapp
 from django.db import models
 
 from django_cachestrat import stats
-from django_cachestrat.client import REDIS_ERRORS, Unavailable, connection
+from django_cachestrat.breaker import Unavailable
+from django_cachestrat.client import REDIS_ERRORS, connection
 from django_cachestrat.options import cached_models, is_cached
 from django_cachestrat.plan import ModelPlan
 
@@ -98,7 +99,7 @@ def redis_guard(doing: str) -> Iterator[None]:
 
 def redis_errors() -> int:
     """Redis errors this process has met so far (each one was served from the database)."""
-    from django_cachestrat.client import breaker
+    from django_cachestrat.breaker import breaker
 
     return breaker.errors
 

@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models
 
 from django_cachestrat import invalidation
-from django_cachestrat.client import pending
 from django_cachestrat.inspection import invalidate_rows
 from django_cachestrat.options import cached_models
+from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 
 from ._common import (
