@@ -426,6 +426,9 @@ def test_a_stopped_replica_does_not_turn_the_cache_off(fresh_cluster: LocalClust
     a failover, and reads of other rows keep hitting (no breaker failure, no replay)."""
     hot, other = ProfileFactory(age=1), ProfileFactory(age=5)
     Profile.cached.get(pk=hot.pk)
+    # Cached, so the save's DEL changes the data set and is replicated: a DEL of a missing
+    # key is not, and a WAIT after it has nothing new to wait for.
+    Profile.cached.get(pk=other.pk)
     _, replica = primary_and_replica(fresh_cluster, plan_for(Profile).keys.row(other.pk))
     assert replica.process is not None
     replica_listed(plan_for(Profile).keys.row(other.pk))
