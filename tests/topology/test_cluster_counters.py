@@ -13,7 +13,7 @@ import pytest
 from django.db import connection as db_connection
 from redis import Redis
 
-from django_cachestrat import flush
+from django_cachestrat import drain
 from django_cachestrat.client import pending
 from django_cachestrat.plan import plan_for
 from tests import cluster as servers
@@ -61,7 +61,7 @@ def settle_and_flush(pks: list[int]) -> None:
         assert time.monotonic() < deadline, "kept operations never reached a replica"
         Profile.cached.get(pk=pks[0])  # each call to Redis sends them first
         time.sleep(0.2)
-    while sum(result.increments for result in flush.flush_all()):
+    while sum(result.increments for result in drain.drain_all()):
         pass
 
 
