@@ -19,7 +19,7 @@ from .breaker import Unavailable
 from .client import topology
 from .counter_input import validate
 from .failopen import fail_open
-from .keys import StripeKeys, stripe_member
+from .keys import StripeKeys, key_part, member_of_text, stripe_of_text
 from .pending import pending
 from .plan import ModelPlan
 from .scripts import run_many, scripts
@@ -41,11 +41,14 @@ def incr(plan: ModelPlan, pk: Any, field: str, by: int = 1, using: str | None = 
     using = using or router.db_for_write(plan.model)
     validate(plan, field, by, using)
     pk = plan.clean_pk(pk)
-    state = transactions.state_for(using)
+    state, in_test = transactions.scope_for(using)
     if state is not None:
-        state.add_hook(lambda _: _incr_now(plan, pk, field, by, using))
+        # Whether a test case holds the connection is asked again at the commit.
+        state.add_hook(
+            lambda _: _incr_now(plan, pk, field, by, using, transactions.in_test_scope(using))
+        )
     else:
-        _incr_now(plan, pk, field, by, using)
+        _incr_now(plan, pk, field, by, using, in_test)
 
 
 class _Sequence(threading.local):
@@ -54,7 +57,7 @@ class _Sequence(threading.local):
     def __init__(self) -> None:
         self.client = uuid.uuid4().hex[:16]
         self.number = 0
-        self.keys: dict[str, str] = {}
+        self.keys: dict[str, _ScriptKeys] = {}
 
     def next(self) -> int:
         self.number += 1
@@ -67,12 +70,19 @@ class _Sequence(threading.local):
         self.client = uuid.uuid4().hex[:16]
         self.keys = {}
 
-    def key(self, stripe: StripeKeys) -> str:
+    def script_keys(self, stripe: StripeKeys) -> _ScriptKeys:
+        """``incr.lua``'s keys in this stripe: pending, throttle, this thread's sequence."""
         try:
             return self.keys[stripe.pending]
         except KeyError:
-            key = self.keys[stripe.pending] = stripe.sequence(self.client)
-            return key
+            text = (stripe.pending, stripe.throttle, stripe.sequence(self.client))
+            keys = self.keys[stripe.pending] = (text, tuple(k.encode() for k in text))
+            return keys
+
+
+#: A stripe's keys for ``incr.lua`` as text, and encoded once for the hot path (redis-py
+#: sends bytes as they are, and encodes every other argument on every call).
+_ScriptKeys = tuple[tuple[str, str, str], tuple[bytes, ...]]
 
 
 _sequence = _Sequence()
@@ -86,21 +96,22 @@ def _new_sequence_after_fork() -> None:
 os.register_at_fork(after_in_child=_new_sequence_after_fork)
 
 
-def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:
+def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str, in_test: bool) -> None:
     if (log := requestlog.active()) is not None:  # a debug panel is recording
         log.increment(plan.keys.label, by)
-    if transactions.in_test_scope(using):
+    if in_test:
         # Inside a test case the increment joins the test's transaction, and goes with its
         # rollback: pending increments in Redis would outlive it, for the next test to see.
         _incr_database(plan, pk, field, by, using)
         return
+    text = key_part(pk)  # the pk's text, once: it picks the stripe and names the member
     space = plan.space(using)  # the database the increment is for: its rows, its stripes
-    stripe = space.stripe(space.stripe_of(pk, plan.stripes))
-    member = stripe_member(field, pk)
-    sequence_key = _sequence.key(stripe)
+    stripe = space.stripe(stripe_of_text(text, plan.stripes))
+    member = member_of_text(field, text)
+    keys = _sequence.script_keys(stripe)
     number = _sequence.next()
     try:
-        _, trigger = _incr_redis(stripe, sequence_key, member, by, number, plan.batch_size)
+        _, trigger = _incr_redis(keys, member, by, number, plan.batch_size)
     except (Unavailable, ReplicaLag) as exc:
         _incr_database(plan, pk, field, by, using)  # fail-open: nothing is lost
         # A lost reply, or an increment on a primary that no replica confirmed (a failover
@@ -109,8 +120,9 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None
             # The command may have reached Redis and run there: settle it once Redis
             # answers (undo it if it ran, else make sure it never will).
             _sequence.restart()
-            keys = (stripe.pending, sequence_key, stripe.settled(sequence_key, number))
-            pending.add_call((scripts.cancel, keys, (member, by, number, SEQUENCE_KEEP_MS)))
+            sequence_key = keys[0][2]
+            settle = (stripe.pending, sequence_key, stripe.settled(sequence_key, number))
+            pending.add_call((scripts.cancel, settle, (member, by, number, SEQUENCE_KEEP_MS)))
         return
     if trigger:
         _request_flush()
@@ -144,17 +156,19 @@ SEQUENCE_KEEP_MS = 24 * 3600 * 1000
 
 
 @fail_open
-def _incr_redis(
-    stripe: StripeKeys, sequence_key: str, member: str, by: int, number: int, batch_size: int
-) -> list[int]:
-    keys = (stripe.pending, stripe.throttle, sequence_key)
-    args = (member, by, batch_size, TRIGGER_THROTTLE_MS, number, SEQUENCE_KEEP_MS)
+def _incr_redis(keys: _ScriptKeys, member: str, by: int, number: int, batch_size: int) -> list[int]:
     shape = topology()
     if shape.may_lag:
         # Invariant 6 across a failover: the increment counts as accepted only once a
         # replica holds it (WAIT 1, in the same round trip); else ReplicaLag.
-        return run_many(shape.client, [(scripts.incr, keys, args)], wait=True)[0]  # type: ignore[no-any-return]
-    return scripts.incr(shape.client, keys, args)  # type: ignore[no-any-return]
+        args = (member, by, batch_size, TRIGGER_THROTTLE_MS, number, SEQUENCE_KEEP_MS)
+        return run_many(shape.client, [(scripts.incr, keys[0], args)], wait=True)[0]  # type: ignore[no-any-return]
+    packed = (member, by, batch_size, _THROTTLE_ARG, number, _KEEP_ARG)
+    return scripts.incr(shape.client, keys[1], packed)  # type: ignore[no-any-return]
+
+
+_THROTTLE_ARG = b"%d" % TRIGGER_THROTTLE_MS  # the same bytes on the wire as the int
+_KEEP_ARG = b"%d" % SEQUENCE_KEEP_MS
 
 
 def _incr_database(plan: ModelPlan, pk: Any, field: str, by: int, using: str) -> None:

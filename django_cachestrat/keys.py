@@ -18,9 +18,11 @@ __all__ = [
     "StripeKeys",
     "claim_parts",
     "key_part",
+    "member_of_text",
     "member_parts",
     "schema_hash",
     "stripe_member",
+    "stripe_of_text",
 ]
 
 #: Bumped when the payload format changes, so old payloads are never decoded.
@@ -47,6 +49,8 @@ def key_part(value: Any) -> str:
     write that names the row deletes what a reader cached. None names no key at all: a
     lookup of NULL is the database's to answer (``IS NULL``, possibly many rows).
     """
+    if type(value) is int:  # the commonest pk first: its text is str()
+        return str(value)
     if value is None:
         raise ValueError("None names no cache key; read NULL lookups from the database")
     if isinstance(value, uuid.UUID):
@@ -67,7 +71,17 @@ def key_part(value: Any) -> str:
 def stripe_member(field: str, pk: Any) -> str:
     """The field of a stripe's hashes that holds one row's pending increments of one
     counter: ``<counter>:<pk text>``."""
-    return f"{field}:{key_part(pk)}"
+    return member_of_text(field, key_part(pk))
+
+
+def member_of_text(field: str, text: str) -> str:
+    """``stripe_member`` for a pk whose key text is known already."""
+    return f"{field}:{text}"
+
+
+def stripe_of_text(text: str, stripes: int) -> int:
+    """``KeySpace.stripe_of`` for a pk whose key text is known already."""
+    return zlib.crc32(text.encode()) % stripes
 
 
 def member_parts(member: str) -> tuple[str, str]:
@@ -176,7 +190,7 @@ class KeySpace:
     @staticmethod
     def stripe_of(pk: Any, stripes: int) -> int:
         """Spread a model's pending increments over stripes, so a hot model is not one key."""
-        return zlib.crc32(key_part(pk).encode()) % stripes
+        return stripe_of_text(key_part(pk), stripes)
 
     @property
     def pattern(self) -> str:

@@ -50,6 +50,8 @@ class ModelPlan:
         self.lag_ms = max(1, int(conf.REPLICA_LAG * 1000))
         self.codec = Codec(model)
         self.pk_field = meta.pk
+        # An int is its own clean value for a plain integer pk: clean_pk() skips to_python().
+        self.int_pk = type(meta.pk).to_python is models.IntegerField.to_python
         self.lookup_fields: dict[str, models.Field[Any, Any]] = {
             name: cast("models.Field[Any, Any]", meta.get_field(name))
             for name in self.options.lookups
@@ -130,6 +132,8 @@ class ModelPlan:
         return counter in self.positive_counters
 
     def clean_pk(self, value: Any) -> Any:
+        if type(value) is int and self.int_pk:
+            return value  # what IntegerField.to_python() returns for it
         return self.clean(self.pk_field, value)
 
     def clean(self, field: Any, value: Any) -> Any:

@@ -33,6 +33,7 @@ __all__ = [
     "is_model_touched",
     "is_touched",
     "released",
+    "scope_for",
     "scope_tag",
     "settling",
     "state_for",
@@ -230,9 +231,27 @@ def state_for(using: str) -> TxState | None:
     conn = connections[using]
     if not conn.in_atomic_block:
         return None
+    return _state(conn, _test_depth(conn))
+
+
+#: ``scope_for`` in autocommit.
+_AUTOCOMMIT: tuple[TxState | None, bool] = (None, False)
+
+
+def scope_for(using: str) -> tuple[TxState | None, bool]:
+    """``state_for(using)`` and ``in_test_scope(using)`` at once, from one look-up of the
+    connection (Django's connections are thread-local, and the look-up is not free)."""
+    conn = connections[using]
+    if not conn.in_atomic_block:
+        return _AUTOCOMMIT
     depth = _test_depth(conn)
+    return _state(conn, depth), bool(depth) and depth == len(conn.atomic_blocks)
+
+
+def _state(conn: BaseDatabaseWrapper, depth: int) -> TxState | None:
     if depth == len(conn.atomic_blocks):
         return None
+    using = conn.alias
     state = _local.states.get(using)
     if state is None or not _is_live(conn, state):
         state = _local.states[using] = TxState(using)

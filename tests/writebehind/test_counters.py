@@ -201,6 +201,25 @@ def test_bad_increments_raise_clear_errors(args, error, message):
         Profile.cached.incr(*args)
 
 
+def test_every_check_holds_once_a_counter_has_been_used():
+    # The first increment keeps the counter's range on the plan: later calls still check
+    # the field, the type and the range of what they are given.
+    profile = ProfileFactory(likes=1)
+    Profile.cached.incr(profile.pk, "likes")
+    with pytest.raises(ValueError, match="'age' is not a counter"):
+        Profile.cached.incr(profile.pk, "age")
+    with pytest.raises(ValueError, match=r"\['likes'\] is not a counter"):
+        Profile.cached.incr(profile.pk, ["likes"])
+    with pytest.raises(TypeError, match="by must be an int, not bool"):
+        Profile.cached.incr(profile.pk, "likes", True)
+    with pytest.raises(ValueError, match="by=9223372036854775807 is out of range"):
+        Profile.cached.incr(profile.pk, "likes", 2**63 - 1)
+    Profile.cached.incr(str(profile.pk), "likes", by=2)  # the pk as text: the same row
+    assert likes(profile.pk) == 4
+    assert [(r.rows, r.increments) for r in drain.drain_all()] == [(1, 3)]
+    assert db_likes(profile.pk) == 4
+
+
 def test_a_refreshed_or_reassigned_counter_is_saved_as_a_change_from_what_was_shown():
     profile = ProfileFactory(likes=1)
     Profile.cached.incr(profile.pk, "likes", by=4)
