@@ -9,10 +9,9 @@ replica) leaves async reads on the sync path.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -29,12 +28,9 @@ from .client import REDIS_ERRORS, Topology
 from .conf import conf
 from .pending import pending
 
-__all__ = ["Deferred", "afail_open", "amget"]
+__all__ = ["Deferred", "amget"]
 
 logger = logging.getLogger("django_cachestrat")
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Deferred(Exception):
@@ -177,28 +173,6 @@ def _failed(exc: BaseException) -> Unavailable:
     return Unavailable(str(exc))
 
 
-def afail_open(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """``failopen.fail_open`` for coroutines: the same breaker, the same policy.
-
-    Pending invalidations are replayed by the sync path only, so while any are waiting the
-    call raises :class:`Deferred` and the caller takes the sync path, which replays them
-    before it reads.
-    """
-
-    @functools.wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        _gate()
-        try:
-            result = await func(*args, **kwargs)
-        except REDIS_ERRORS as exc:
-            raise _failed(exc) from exc
-        if breaker.failures:
-            breaker.success()
-        return result
-
-    return wrapper
-
-
 async def _closing(client: Any) -> AsyncIterator[None]:
     # NOTE: an async generator the loop has seen is finalised by the loop's own shutdown
     # (``shutdown_asyncgens``: asyncio.run, asgiref, uvicorn), so the client's connections
@@ -211,7 +185,7 @@ async def _closing(client: Any) -> AsyncIterator[None]:
 
 async def amget(keys: list[str]) -> list[bytes | None]:
     """MGET through this loop's async client (split by slot on a Redis Cluster), under
-    :func:`afail_open`'s policy.
+    the sync path's fail-open policy (``failopen.fail_open``).
 
     NOTE: the hit path's one Redis call, so the policy is inlined rather than a wrapper:
     one coroutine less on every hit, the same gate and the same error handling. The client

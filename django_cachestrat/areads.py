@@ -23,8 +23,8 @@ from . import lookups, reads, requestlog, signals
 from .aclient import Deferred, amget
 from .breaker import Unavailable
 from .plan import ModelPlan
-from .reads import UNSET, Generations, _not_found, _refresh, is_refresh_due
-from .serializers import ABSENT, POINTER, ROW, CorruptPayload, generation_tag
+from .reads import Generations, _not_found, _refresh, is_refresh_due, row_tag
+from .serializers import ABSENT, POINTER, ROW, CorruptPayload
 from .transactions import is_model_touched, is_touched, scope_tag
 
 __all__ = ["aget", "aget_by_lookup", "aget_many"]
@@ -91,7 +91,7 @@ def _row(plan: ModelPlan, data: bytes, tag: bytes, using: str, due: list[Any]) -
 def _tag(generation: bytes | None, using: str) -> bytes:
     """``Generations(...).row`` without the object, which only a refresh or the sync path
     needs."""
-    return generation_tag(generation) + scope_tag(using) if generation else UNSET
+    return row_tag(generation, scope_tag(using))
 
 
 def _refreshed(plan: ModelPlan, instance: Any, generations: Generations, using: str) -> Any:

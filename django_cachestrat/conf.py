@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 __all__ = ["DEFAULTS", "conf", "primary_of"]
 
@@ -131,6 +132,19 @@ class Settings:
 
 
 conf = Settings()
+
+
+def primary_aliases() -> list[str]:
+    """Every database alias but the replicas: the databases whose rows and increments
+    the cache holds (a replica's rows are its primary's)."""
+    replicas = conf.REPLICAS
+    return [alias for alias in connections if alias not in replicas]
+
+
+def replica_lag_ms(using: str) -> int:
+    """How long a write on ``using`` marks what it deletes for its replicas to catch up:
+    0 unless ``using`` is a primary with replicas (see replicas.py)."""
+    return max(1, int(conf.REPLICA_LAG * 1000)) if using in conf.REPLICAS.values() else 0
 
 
 def primary_of(alias: str) -> str:

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from . import tracing
 from .client import REDIS_ERRORS, connection
-from .conf import conf
+from .conf import conf, primary_aliases
 from .keys import member_parts
 from .options import cached_models
 from .pending import pending
@@ -142,19 +142,12 @@ def drain_model(model: type[models.Model]) -> list[BatchResult]:
     except REDIS_ERRORS as exc:
         _failed(errors, StripeError(label, None, exc))
         raise DrainError(errors, results) from exc
-    for using in databases():
+    for using in primary_aliases():
         if not _drain_database(plan, using, results, errors):
             break  # Redis failed: so would every other stripe
     if errors:
         raise DrainError(errors, results)
     return results
-
-
-def databases() -> list[str]:
-    """The databases increments may be for: every alias but the replicas (stripes name
-    their database, so a claim finds only that database's increments)."""
-    replicas = conf.REPLICAS
-    return [alias for alias in connections if alias not in replicas]
 
 
 def _drain_database(

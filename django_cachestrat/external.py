@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import connections, models, transaction
 
 from . import invalidation, replicas, statements, tracing
-from .conf import conf
+from .conf import conf, replica_lag_ms
 from .pending import pending, send_invalidations
 from .topology import ReplicaLag
 
@@ -225,8 +225,7 @@ def _batch(using: str, size: int) -> int:
         ):
             tables = _qualified(cursor, connections[using].ops.quote_name)
             keys, generations = _invalidations(rows, using, tables)
-            primaries = frozenset(conf.REPLICAS.values())
-            lag_ms = max(1, int(conf.REPLICA_LAG * 1000)) if using in primaries else 0
+            lag_ms = replica_lag_ms(using)
             marks = replicas.marks(keys, generations) if lag_ms else ()
             if keys or generations:
                 try:

@@ -61,7 +61,10 @@ def _compile(plan: ModelPlan, pk: Any, using: str) -> _Compiled | None:
 
 
 def _compiled(plan: ModelPlan, pk: Any, using: str) -> _Compiled | None:
-    per_model = _cache.setdefault(connections[using], {})
+    connection = connections[using]
+    per_model = _cache.get(connection)
+    if per_model is None:
+        per_model = _cache[connection] = {}
     try:
         return per_model[plan.model]
     except KeyError:

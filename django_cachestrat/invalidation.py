@@ -6,13 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.apps import apps
-from django.db import connections, models, router
+from django.db import models, router
 from django.db.models.signals import post_delete, post_save
 
 from . import counter_saves, counters, handled, reads, relations, replicas, requestlog, transactions
 from .breaker import Unavailable
 from .client import REDIS_ERRORS
-from .conf import conf
+from .conf import primary_aliases
 from .failopen import fail_open
 from .options import cached_models
 from .pending import pending, send_invalidations
@@ -136,11 +136,8 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
     the commit can no longer fill it (the stale-set race).
     """
     state = transactions.state_for(using)
-    fallback = [plan.space(using).generation for plan in plans]
-    lag_ms = plans[0].lag_ms if using in plans[0].primaries else 0
     if state is None:
-        marks = replicas.marks(change.keys, change.generations) if lag_ms else ()
-        _send_safely(change.keys, change.generations, fallback, marks, lag_ms)
+        _send_marked(plans, using, change.keys, change.generations)
         changed = {plan: set(change.pks or ()) for plan in plans}
         _after_commit(changed, plans if change.flushed else [], using)
         return
@@ -149,9 +146,6 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
         log.queued([plan.keys.label for plan in plans], change.pks)
     state.keys |= change.keys
     state.generations |= change.generations
-    state.fallback.update(fallback)
-    state.lag_ms = max(state.lag_ms, lag_ms)
-    state.using = using
     for plan in plans:
         label = plan.keys.label
         if change.inserted and change.pks is None:
@@ -165,10 +159,20 @@ def _apply(plans: list[ModelPlan], using: str, change: Change) -> None:
 
 
 def _on_commit(state: transactions.TxState) -> None:
-    lag_ms = state.lag_ms
-    marks = replicas.marks(state.keys, state.generations) if lag_ms else ()
-    _send_safely(state.keys, state.generations, state.fallback, marks, lag_ms)
-    _after_commit(state.changed, list(state.flushed), state.using)
+    # Every plan _apply saw is in ``changed``, and a state is its database's (``alias``).
+    _send_marked(list(state.changed), state.alias, state.keys, state.generations)
+    _after_commit(state.changed, list(state.flushed), state.alias)
+
+
+def _send_marked(
+    plans: list[ModelPlan], using: str, keys: Iterable[str], generations: Iterable[str]
+) -> None:
+    """Send the deletes of a write on ``using``, marked for its replicas if it has any;
+    the plans' generations stand in for keys that cannot be delivered."""
+    lag_ms = plans[0].lag_ms if plans and using in plans[0].primaries else 0
+    marks = replicas.marks(keys, generations) if lag_ms else ()
+    fallback = [plan.space(using).generation for plan in plans]
+    _send_safely(keys, generations, fallback, marks, lag_ms)
 
 
 def note_write(using: str) -> None:
@@ -305,8 +309,7 @@ def flush(model: type[models.Model], using: str | None = None) -> None:
     readers would refill the old rows under the new generation, and they would outlive the
     commit."""
     plan = plan_for(model)
-    replicas_ = conf.REPLICAS
-    for alias in [using] if using else [a for a in connections if a not in replicas_]:
+    for alias in [using] if using else primary_aliases():
         generation = plan.space(alias).generation
         _apply([plan], alias, Change(None, generations=[generation], flushed=True))
 

@@ -210,9 +210,10 @@ def registry() -> CollectorRegistry:
 
     from .metrics_shared import SharedCollector
 
-    sync()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _get()  # registers _SyncFirst, which syncs as the scrape collects
         return REGISTRY
+    sync()
     combined = CollectorRegistry()
     multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
     combined.register(SharedCollector())

@@ -8,7 +8,6 @@ handler; the reads here go to Redis directly, so they are recorded by ``requestl
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -24,13 +23,7 @@ __all__ = ["CachestratPanel", "breaker_state"]
 def breaker_state() -> dict[str, Any]:
     """The circuit breaker as this process sees it now (JSON-safe): ``state`` is
     ``closed``, ``open`` (Redis is skipped) or ``half-open`` (the next call probes)."""
-    if not breaker.open_until:
-        state = "closed"
-    elif breaker.open_until > time.monotonic():
-        state = "open"
-    else:
-        state = "half-open"
-    return {"state": state, "failures": breaker.failures, "trips": breaker.trips}
+    return {"state": breaker.state, "failures": breaker.failures, "trips": breaker.trips}
 
 
 class CachestratPanel(Panel):

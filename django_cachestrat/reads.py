@@ -63,6 +63,12 @@ def _set_or_get(client: Any, key: str, token: bytes) -> bytes:
 UNSET = b"\x00unset"
 
 
+def row_tag(stored: bytes | None, scope: bytes) -> bytes:
+    """The tag a row payload must carry under the stored row generation and a test scope
+    (:data:`UNSET` while the generation key is missing)."""
+    return generation_tag(stored) + scope if stored else UNSET
+
+
 class Generations:
     """The model's generations as read with the value.
 
@@ -111,7 +117,7 @@ class Generations:
 
     def _retag(self) -> None:
         """The tag payloads must carry: the stored generation and the test scope."""
-        self.row = generation_tag(self._stored) + self._scope if self._stored else UNSET
+        self.row = row_tag(self._stored, self._scope)
         self._absent = None
 
     def absent_tag(self) -> bytes:

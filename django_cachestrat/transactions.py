@@ -60,17 +60,14 @@ class TxState:
         "alias",
         "block",
         "changed",
-        "fallback",
         "flushed",
         "generations",
         "hooks",
         "inserted",
         "keys",
-        "lag_ms",
         "marker",
         "sid",
         "touched",
-        "using",
         "wrote",
     )
 
@@ -82,9 +79,6 @@ class TxState:
         self.generations: set[str] = set()
         self.changed: dict[Any, set[Any]] = {}  # plan -> pks, for after-commit work
         self.flushed: set[Any] = set()  # plans whose generation the commit bumps
-        self.fallback: set[str] = set()  # generations standing in for undelivered keys
-        self.lag_ms = 0  # > 0: the database has replicas; the commit marks what it deletes
-        self.using: str | None = None  # the database written
         self.hooks: list[Hook] = []
         self.wrote = False  # a write statement ran: fills from this connection would leak
         # Inside a test case: the user's outermost block and its savepoint, whose release
