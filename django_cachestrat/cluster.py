@@ -99,7 +99,6 @@ class Cluster(Single):
             for name, (node, groups) in nodes.items():
                 node_breaker = breaker.nodes.get(name)
                 if node_breaker is not None and not node_breaker.allow():
-                    self.refresh()  # its slots may have a new primary by now
                     raise NodeDown(name, failed=False)
                 pool = self.client.get_redis_connection(node).connection_pool
                 conn = pool.get_connection()
@@ -180,9 +179,7 @@ class Cluster(Single):
 
     def refresh(self) -> None:
         """Ask the cluster for its slot table again (at most once a second): after a node
-        failed, a replica may have taken its slots over. Also while its breaker is open:
-        the failover may come after the errors that opened it, and calls skipped by the
-        breaker would otherwise not learn of it before the breaker's next probe."""
+        failed, a replica may have taken its slots over."""
         if time.monotonic() - self._refreshed < 1.0:
             return
         self._refreshed = time.monotonic()
@@ -208,7 +205,6 @@ class Cluster(Single):
                 raise NodeDown(f"slot {slot}", failed=False) from None
             node_breaker = breaker.nodes.get(name)
             if node_breaker is not None and not node_breaker.allow():
-                self.refresh()  # its slots may have a new primary by now
                 raise NodeDown(name, failed=False)
 
     def delete(self, keys: Iterable[str]) -> None:
