@@ -196,14 +196,26 @@ class Cluster(Single):
         return groups
 
     def guard(self, keys: Iterable[str]) -> None:
+        """:class:`NodeDown` if a node the keys live on has an open breaker.
+
+        Each node's breaker is asked once, however many of the keys' slots it serves: in
+        half-open, the first ask is the probe, and a second would refuse the very call
+        that probes (its outcome then never recorded, the node never tried again). And a
+        node still open refuses the call before any other node's probe is taken.
+        """
         if not breaker.nodes:  # no node has failed in this process: nothing to look up
             return
+        names = set()
         for slot in {self._keyslot(key) for key in keys}:
             try:
-                name = self._node_of(slot).name
+                names.add(self._node_of(slot).name)
             except SlotNotCoveredError:
                 raise NodeDown(f"slot {slot}", failed=False) from None
-            node_breaker = breaker.nodes.get(name)
+        found = [(name, breaker.nodes.get(name)) for name in names]
+        for name, node_breaker in found:  # refused first, so no probe is taken in vain
+            if node_breaker is not None and node_breaker.is_open:
+                raise NodeDown(name, failed=False)
+        for name, node_breaker in found:
             if node_breaker is not None and not node_breaker.allow():
                 raise NodeDown(name, failed=False)
 

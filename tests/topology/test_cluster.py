@@ -26,6 +26,7 @@ from django_cachestrat.models import CounterBatch
 from django_cachestrat.overview import gather
 from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
+from django_cachestrat.topology import NodeDown
 from tests import cluster as servers
 from tests.factories import ProfileFactory, TeamFactory
 from tests.helpers import count_queries
@@ -519,6 +520,47 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
         assert not pending and Team.cached.get(pk=dead_pks[0]).name == "changed"
         for pk in dead_pks + live_pks:
             assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+
+
+def keys_on(node: str, count: int) -> list[str]:
+    """``count`` keys in different slots, all served by ``node`` ("host:port")."""
+    shape = topology()
+    found: dict[int, str] = {}
+    for i in range(10_000):
+        key = f"{{probe{i}}}:k"
+        slot = shape.client.keyslot(key)
+        if shape.client.nodes_manager.get_node_from_slot(slot).name == node:
+            found.setdefault(slot, key)
+            if len(found) == count:
+                return list(found.values())
+    raise AssertionError(f"no {count} slots on {node}")
+
+
+def test_a_half_open_node_is_probed_by_a_call_over_several_of_its_slots(
+    on_cluster: LocalCluster,
+) -> None:
+    """A call whose keys span several slots of a node past its breaker's cool-down is the
+    probe: asking that breaker once per slot took the probe on the first slot and refused
+    the call on the second, so no probe ever reached the node (kept settle calls and
+    deletes then waited for ever, with every call of the process served from the
+    database). And a node still open refuses a call without taking another's probe."""
+    first, second = topology().names()[:2]
+    keys = keys_on(first, 3)
+    breaker.node(first).failure(threshold=1, cooldown=0.05)
+    assert client.breaker_states()[first] == "open"
+    with pytest.raises(NodeDown):
+        topology().guard(keys)
+    time.sleep(0.06)  # past the cool-down: the next call is the probe
+    topology().guard(keys)
+    assert breaker.nodes[first].probing  # taken by this call, whose outcome decides
+    breaker.nodes[first].success()
+
+    breaker.node(first).failure(threshold=1, cooldown=0.05)
+    breaker.node(second).failure(threshold=1, cooldown=60)
+    time.sleep(0.06)  # the first is half-open, the second still open
+    with pytest.raises(NodeDown):
+        topology().guard([*keys, *keys_on(second, 1)])
+    assert not breaker.nodes[first].probing  # its probe is left for a call that can run
 
 
 def test_generation_copies_follow_flushes_and_their_eviction_only_causes_misses(

@@ -8,12 +8,14 @@ import signal
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from django.db import connection as db_connection
 from redis import Redis
 
 from django_cachestrat import drain
+from django_cachestrat.client import breaker_states, connection
 from django_cachestrat.pending import pending
 from django_cachestrat.plan import plan_for
 from tests import cluster as servers
@@ -54,11 +56,30 @@ def incrementing(pks: list[int], threads: int) -> tuple[threading.Event, list[Co
     return stop, counts
 
 
+def kept() -> dict[str, Any]:
+    """What the process still keeps, what its breakers say and where its slot table puts
+    the kept calls' keys: the message when they never reach a replica."""
+    client = connection()
+    calls = [*pending.calls, *pending.unconfirmed_calls]
+    slots = {
+        key: [node.name for node in client.nodes_manager.slots_cache.get(client.keyslot(key), [])]
+        for key in {call[1][0] for call in calls}
+    }
+    return {
+        "calls": len(pending.calls),
+        "unconfirmed_calls": len(pending.unconfirmed_calls),
+        "keys": len(pending.keys),
+        "unconfirmed_keys": len(pending.unconfirmed_keys),
+        "breakers": breaker_states(),
+        "slots": slots,
+    }
+
+
 def settle_and_flush(pks: list[int]) -> None:
     """Let the process send what it kept (settle calls, deletes), then flush every stripe."""
     deadline = time.monotonic() + 30
     while pending or pending.unconfirmed_calls or pending.unconfirmed_keys:
-        assert time.monotonic() < deadline, "kept operations never reached a replica"
+        assert time.monotonic() < deadline, f"kept operations never reached a replica: {kept()}"
         Profile.cached.get(pk=pks[0])  # each call to Redis sends them first
         time.sleep(0.2)
     while sum(result.increments for result in drain.drain_all()):
