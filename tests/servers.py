@@ -4,10 +4,12 @@ proxy that loses its traffic on demand."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +23,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def free_cluster_port() -> int:
-    """A spare port below 55536 whose cluster bus port (10000 higher) is spare too."""
+def free_cluster_port(taken: frozenset[int] = frozenset()) -> int:
+    """A spare port below 55536 whose cluster bus port (10000 higher) is spare too, and
+    neither of which is one of ``taken`` (the ports of nodes chosen but not yet started)."""
     while True:
         port = random.randrange(20000, 45000)
+        if {port, port + 10000} & taken:
+            continue
         try:
             for candidate in (port, port + 10000):
                 with socket.socket() as sock:
@@ -151,33 +156,59 @@ class LocalCluster:
     spare loopback ports, joined by ``redis-cli --cluster create`` and stopped by pid."""
 
     def __init__(self, directory: str, nodes: int = 6) -> None:
+        self.nodes = nodes
+        self._place(directory)
+
+    def _place(self, directory: str) -> None:
+        """Choose the nodes' ports, and the folder of their configuration files and logs."""
+        os.makedirs(directory, exist_ok=True)
         self.directory = directory
-        self.servers = [
-            RedisServer(
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"{directory}/nodes-{i}.conf",
-                "--cluster-node-timeout",
-                "2000",
-                "--repl-diskless-sync-delay",
-                "0",
-                # Replicas are listed in CLUSTER SLOTS once their offset moved: a ping
-                # from the primary every second moves it soon after the start.
-                "--repl-ping-replica-period",
-                "1",
-                "--dir",
-                directory,
-                port=free_cluster_port(),
-            )
-            for i in range(nodes)
-        ]
+        self.servers: list[RedisServer] = []
+        taken: set[int] = set()
+        for i in range(self.nodes):
+            port = free_cluster_port(frozenset(taken))
+            taken |= {port, port + 10000}
+            self.servers.append(self._server(directory, i, port))
+
+    @staticmethod
+    def _server(directory: str, i: int, port: int) -> RedisServer:
+        return RedisServer(
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            f"{directory}/nodes-{i}.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--repl-diskless-sync-delay",
+            "0",
+            # Replicas are listed in CLUSTER SLOTS once their offset moved: a ping
+            # from the primary every second moves it soon after the start.
+            "--repl-ping-replica-period",
+            "1",
+            "--dir",
+            directory,
+            "--logfile",
+            f"{directory}/node-{i}.log",
+            port=port,
+        )
 
     @property
     def ports(self) -> list[int]:
         return [server.port for server in self.servers]
 
     def start(self) -> None:
+        """Start and join the nodes. A cluster that does not become ready is started once
+        more from scratch, on new ports, and why the first did not is printed (it is a
+        fault of the machine's moment, not of what the tests check)."""
+        try:
+            self._start()
+        except RuntimeError as first:
+            print(f"\nStarting the local Redis Cluster again: {first}", file=sys.__stderr__)
+            self.stop()
+            self._place(os.path.join(self.directory, "again"))
+            self._start()
+
+    def _start(self) -> None:
         for server in self.servers:
             server.start()
         cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -199,7 +230,30 @@ class LocalCluster:
             if all(self._ready(Redis(port=port)) for port in self.live_ports()):
                 return
             time.sleep(0.05)
-        raise RuntimeError("the local Redis Cluster did not become ready")
+        states = {port: self._state(port) for port in self.live_ports()}
+        logs = ""
+        for i in range(len(self.servers)):
+            with contextlib.suppress(OSError), open(f"{self.directory}/node-{i}.log") as log:
+                logs += f"\n-- node {i}:\n" + "".join(log.readlines()[-15:])
+        raise RuntimeError(f"the local Redis Cluster did not become ready: {states}{logs}")
+
+    @staticmethod
+    def _state(port: int) -> Any:
+        """What a node says of itself, for the error when the cluster is not ready."""
+        from redis import Redis
+
+        try:
+            with Redis(port=port, socket_timeout=2) as client:
+                info = client.info("replication")
+                return {
+                    "cluster_state": client.cluster("INFO").get("cluster_state"),
+                    "slot_entries": [len(e) for e in client.execute_command("CLUSTER SLOTS")],
+                    "role": info["role"],
+                    "link": info.get("master_link_status"),
+                    "offset": info.get("slave_repl_offset", info.get("master_repl_offset")),
+                }
+        except Exception as error:
+            return repr(error)
 
     def live_ports(self) -> list[int]:
         return [s.port for s in self.servers if s.process is not None]
