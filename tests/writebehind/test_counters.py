@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+import redis
 from django.db import transaction
 from django.test import override_settings
 
@@ -290,3 +292,59 @@ def test_the_drain_s_former_names_still_import_with_a_deprecation_warning():
         assert former.FlushError is drain.DrainError
     with pytest.raises(AttributeError):
         former.flush_everything  # noqa: B018
+
+
+def incr_script(redis_client: Any, sequence: str, field: str, by: int, number: int) -> Any:
+    """``incr.lua`` on stripe 0 with a batch size of 2, as ``cached.incr`` sends it."""
+    from django_cachestrat.scripts import scripts
+
+    stripe = plan_for(Profile).keys.stripe(0)
+    keys = (stripe.pending, stripe.throttle, stripe.sequence(sequence))
+    return scripts.incr(redis_client, keys, (field, by, 2, 1000, number, 86_400_000))
+
+
+def test_only_a_new_entry_fills_the_stripe_and_one_caller_is_asked_to_flush(redis_client):
+    """The stripe is counted when an increment makes a new entry (an entry already
+    pending cannot make it fuller), and the throttle lets one caller a second ask for the
+    flush once it holds the batch size."""
+    assert incr_script(redis_client, "a", "likes:1", 1, 1) == [1, 0]
+    assert incr_script(redis_client, "a", "likes:1", 1, 2) == [0, 0]  # not counted
+    assert incr_script(redis_client, "a", "likes:2", 3, 3) == [2, 1]  # full: flush
+    assert incr_script(redis_client, "b", "likes:3", 1, 1) == [3, 0]  # throttled
+    assert incr_script(redis_client, "b", "likes:1", -2, 2) == [0, 0]  # back to zero
+    assert incr_script(redis_client, "b", "likes:1", 5, 3) == [3, 0]  # counted again
+    stripe = plan_for(Profile).keys.stripe(0)
+    assert redis_client.hgetall(stripe.pending) == {
+        b"likes:1": b"5",
+        b"likes:2": b"3",
+        b"likes:3": b"1",
+    }
+
+
+def test_a_repeated_or_older_number_changes_nothing_and_the_last_number_stays(redis_client):
+    stripe = plan_for(Profile).keys.stripe(0)
+    assert incr_script(redis_client, "a", "likes:1", 1, 8) == [1, 0]
+    assert incr_script(redis_client, "a", "likes:1", 1, 8) == [-1, 0]  # a retry
+    assert incr_script(redis_client, "a", "likes:1", 1, 3) == [-1, 0]  # an older one
+    assert redis_client.get(stripe.sequence("a")) == b"8"
+    assert 0 < redis_client.pttl(stripe.sequence("a")) <= 86_400_000
+    assert redis_client.hget(stripe.pending, "likes:1") == b"1"
+
+
+def test_an_increment_past_64_bits_is_refused_and_settles_as_not_applied(redis_client):
+    """HINCRBY refuses a sum past 64 bits: the increment's number is not recorded either,
+    so settling it (after its error reached the caller) finds it was not applied."""
+    from django_cachestrat.scripts import scripts
+
+    stripe = plan_for(Profile).keys.stripe(0)
+    sequence = stripe.sequence("a")
+    assert incr_script(redis_client, "a", "likes:1", 2**62, 4) == [1, 0]
+    with pytest.raises(redis.ResponseError, match="overflow"):
+        incr_script(redis_client, "a", "likes:1", 2**62, 5)
+    assert redis_client.get(sequence) == b"4"
+    with pytest.raises(redis.ResponseError, match="overflow"):
+        incr_script(redis_client, "b", "likes:1", 2**62, 1)  # no number before it
+    assert redis_client.get(stripe.sequence("b")) is None
+    settle = (stripe.pending, sequence, stripe.settled(sequence, 5))
+    assert scripts.cancel(redis_client, settle, ("likes:1", 2**62, 5, 86_400_000)) == 0
+    assert redis_client.hget(stripe.pending, "likes:1") == str(2**62).encode()
