@@ -236,8 +236,9 @@ def rate_reasons(rates: Rates, targets: list[Target]) -> list[str]:
             reasons.append(
                 f"  why: incr takes {gap:.1f} µs per op more than the floor "
                 f"({wall['incr1']:.1f} vs {wall['floor1']:.1f}): {redis_part:.1f} µs is "
-                f"incr.lua itself (EVALSHA alone: {wall['script1']:.1f} µs; it runs GET, SET, "
-                f"HINCRBY and HLEN where the floor runs HINCRBY and SADD) and {app_part:.1f} µs "
+                f"incr.lua itself (EVALSHA alone: {wall['script1']:.1f} µs; it runs SET … GET "
+                "and HINCRBY, and HLEN for a new entry, where the floor runs HINCRBY and SADD) "
+                f"and {app_part:.1f} µs "
                 "the app's Python around it (argument checks, pk cleaning, router and atomic "
                 "block checks, stripe keys, sequence number, fail-open wrapper); client CPU "
                 f"per op: incr {cpu['incr1']:.1f}, incr.lua alone {cpu['script1']:.1f}, "
