@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 
-__all__ = ["CircuitBreaker", "ProcessBreaker", "State", "Unavailable", "breaker", "node_name"]
+__all__ = [
+    "CircuitBreaker",
+    "ProcessBreaker",
+    "State",
+    "Unavailable",
+    "breaker",
+    "node_name",
+    "recovered",
+]
 
 #: What :func:`django_cachestrat.client.breaker_states` reports for each server.
 State = str  # "closed", "open" or "half-open"
@@ -58,6 +67,14 @@ class CircuitBreaker:
             self.open_until = now + self._cooldown
             self.probing = True
             return True
+
+    def give_back(self) -> None:
+        """The probe this caller took goes unused (its call did not run): the next caller
+        probes instead of waiting out another cool-down."""
+        with self._lock:
+            if self.probing:
+                self.probing = False
+                self.open_until = time.monotonic()
 
     def success(self) -> bool:
         """Record a success; True when it ends a failure streak (time to replay work)."""
@@ -124,6 +141,12 @@ class ProcessBreaker(CircuitBreaker):
         super().reset()
         with self._lock:
             self.nodes = {}
+
+
+def recovered(probes: Iterable[CircuitBreaker]) -> None:
+    """The nodes that ``Topology.guard`` let a call probe answered it: close their breakers."""
+    for probe in probes:
+        probe.success()
 
 
 def node_name(host: str, port: int | str) -> str:

@@ -23,7 +23,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from .breaker import breaker
+from .breaker import CircuitBreaker, breaker, recovered
 from .topology import REPLICA_WAIT_MS, NodeDown, ReplicaLag, Single
 
 __all__ = ["GENERATION_COPIES", "Cluster", "copy_key"]
@@ -137,7 +137,7 @@ class Cluster(Single):
         None when it must go through redis-py's cluster pipeline instead: a redirect, or a
         script the node has not loaded (nothing ran then)."""
         slot = self._keyslot(keys[0])
-        self.guard(keys[:1])
+        probes = self.guard(keys[:1])
         node = self._node_of(slot)
         commands: list[tuple[Any, ...]] = [("EVALSHA", sha, len(keys), *keys, *args)]
         if wait and len(self.client.nodes_manager.slots_cache.get(slot) or []) > 1:
@@ -153,6 +153,7 @@ class Cluster(Single):
             raise NodeDown(node.name, failed=True) from exc
         finally:
             pool.release(conn)
+        recovered(probes)  # it answered, if only with a redirect
         result = replies[0]
         if isinstance(result, MovedError | AskError | TryAgainError | NoScriptError):
             return None
@@ -195,39 +196,45 @@ class Cluster(Single):
             groups.setdefault(self.client.keyslot(key), []).append(key)
         return groups
 
-    def guard(self, keys: Iterable[str]) -> None:
-        """:class:`NodeDown` if a node the keys live on has an open breaker.
+    def guard(self, keys: Iterable[str]) -> list[CircuitBreaker]:
+        """:class:`NodeDown` if a node the keys live on has an open breaker; else the
+        breakers of the nodes this call probes, for ``recovered()`` once they answered.
 
         Each node's breaker is asked once, however many of the keys' slots it serves: in
         half-open, the first ask is the probe, and a second would refuse the very call
-        that probes (its outcome then never recorded, the node never tried again). And a
-        node still open refuses the call before any other node's probe is taken.
+        that probes (its outcome then never recorded, the node never tried again). A
+        node that refuses the call gives back the probes already taken for it.
         """
         if not breaker.nodes:  # no node has failed in this process: nothing to look up
-            return
+            return []
         names = set()
         for slot in {self._keyslot(key) for key in keys}:
             try:
                 names.add(self._node_of(slot).name)
             except SlotNotCoveredError:
                 raise NodeDown(f"slot {slot}", failed=False) from None
-        found = [(name, breaker.nodes.get(name)) for name in names]
-        for name, node_breaker in found:  # refused first, so no probe is taken in vain
-            if node_breaker is not None and node_breaker.is_open:
+        probes: list[CircuitBreaker] = []
+        for name in names:
+            node_breaker = breaker.nodes.get(name)
+            if node_breaker is None or not node_breaker.failures:
+                continue
+            if not node_breaker.allow():
+                for taken in probes:
+                    taken.give_back()
                 raise NodeDown(name, failed=False)
-        for name, node_breaker in found:
-            if node_breaker is not None and not node_breaker.allow():
-                raise NodeDown(name, failed=False)
+            probes.append(node_breaker)
+        return probes
 
     def delete(self, keys: Iterable[str]) -> None:
         keys = list(keys)
-        self.guard(keys)
+        probes = self.guard(keys)
         groups = self._by_slot(keys)
         if groups:
             pipe = self.pipeline()
             for group in groups.values():
                 pipe.execute_command("DEL", *group)
             pipe.execute()
+        recovered(probes)
 
     def invalidate(
         self,
@@ -244,7 +251,7 @@ class Cluster(Single):
         keys, marks, asked = list(keys), list(marks), sets
         sets = self.with_copies(asked)
         # A node known down is not waited for: the invalidation is kept and replayed.
-        self.guard([*keys, *marks, *sets])
+        probes = self.guard([*keys, *marks, *sets])
         pipe = self.pipeline()
         primaries: dict[str, Any] = {}
         for mark in marks:
@@ -260,6 +267,7 @@ class Cluster(Single):
         for node in primaries.values():
             pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
         out = pipe.execute()
+        recovered(probes)
         acknowledged = out[len(out) - len(primaries) :]
         if any(int(count) < 1 for count in acknowledged):
             raise ReplicaLag(keys, asked)

@@ -23,7 +23,7 @@ from .keys import StripeKeys, key_part, member_of_text, stripe_of_text
 from .pending import pending
 from .plan import ModelPlan
 from .scripts import run_many, scripts
-from .topology import ReplicaLag
+from .topology import NodeDown, ReplicaLag
 
 __all__ = ["forget_pending", "incr"]
 
@@ -116,7 +116,7 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str, in_test
         _incr_database(plan, pk, field, by, using)  # fail-open: nothing is lost
         # A lost reply, or an increment on a primary that no replica confirmed (a failover
         # may lose it): either way it may be in Redis, and is now in the database.
-        if exc.__cause__ is not None or isinstance(exc, ReplicaLag):
+        if _may_have_run(exc):
             # The command may have reached Redis and run there: settle it once Redis
             # answers (undo it if it ran, else make sure it never will).
             _sequence.restart()
@@ -126,6 +126,15 @@ def _incr_now(plan: ModelPlan, pk: Any, field: str, by: int, using: str, in_test
         return
     if trigger:
         _request_flush()
+
+
+def _may_have_run(exc: Exception) -> bool:
+    """Whether a failed increment may still have reached Redis: not when it was never sent
+    (the breaker was open, or its cluster node's was), so it needs no settle call."""
+    if isinstance(exc, ReplicaLag):
+        return True
+    cause = exc.__cause__
+    return cause is not None and not (isinstance(cause, NodeDown) and not cause.failed)
 
 
 def forget_pending(plans: Iterable[ModelPlan], using: str) -> None:

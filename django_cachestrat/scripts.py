@@ -9,6 +9,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from .breaker import recovered
 from .client import built, topology_for
 from .cluster import Cluster
 from .topology import ReplicaLag
@@ -62,7 +63,8 @@ def run_many(
             if not answer[1]:
                 raise ReplicaLag()
             return [answer[0]]
-    shape.guard(keys[0] for _, keys, _ in calls if keys)  # every script: one slot
+        # Its node answered with a redirect or NOSCRIPT: on through the pipeline.
+    probes = shape.guard(keys[0] for _, keys, _ in calls if keys)  # every script: one slot
     targets = shape.wait_targets(keys[0] for _, keys, _ in calls if keys) if wait else []
     acknowledged: list[Any] = []
     values: list[Any] = []
@@ -76,6 +78,7 @@ def run_many(
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         shape.add_waits(pipe, targets)
         out = pipe.execute(raise_on_error=False)
+        recovered(probes)
         if attempt == 1:
             values, out = out[: len(reads)], out[len(reads) :]
             for value in values:

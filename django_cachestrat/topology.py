@@ -13,7 +13,7 @@ from typing import Any
 
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from .breaker import node_name
+from .breaker import CircuitBreaker, node_name
 
 __all__ = ["NodeDown", "ReplicaLag", "Single", "failed_node"]
 
@@ -120,9 +120,11 @@ class Single:
         generation key itself."""
         return generation
 
-    def guard(self, keys: Iterable[str]) -> None:
-        """On a cluster: raise :class:`NodeDown` if a node these keys live on is known down
-        (one server has the connection's breaker only, checked by ``fail_open``)."""
+    def guard(self, keys: Iterable[str]) -> list[CircuitBreaker]:
+        """On a cluster: raise :class:`NodeDown` if a node these keys live on is known down,
+        else the breakers of the nodes this call probes (for ``breaker.recovered`` once they
+        answered). One server has the connection's breaker only, checked by ``fail_open``."""
+        return []
 
     def wait_targets(self, keys: Iterable[str]) -> list[Any]:
         """Where a write of ``keys`` must ``WAIT`` for a replica: the primary, if the

@@ -536,6 +536,13 @@ def keys_on(node: str, count: int) -> list[str]:
     raise AssertionError(f"no {count} slots on {node}")
 
 
+def half_open(node: str) -> None:
+    """The node's breaker opened, and its cool-down is over: the next call probes it."""
+    breaker.node(node).failure(threshold=1, cooldown=0.5)
+    time.sleep(0.6)
+    assert client.breaker_states()[node] == "half-open"
+
+
 def test_a_half_open_node_is_probed_by_a_call_over_several_of_its_slots(
     on_cluster: LocalCluster,
 ) -> None:
@@ -543,24 +550,87 @@ def test_a_half_open_node_is_probed_by_a_call_over_several_of_its_slots(
     probe: asking that breaker once per slot took the probe on the first slot and refused
     the call on the second, so no probe ever reached the node (kept settle calls and
     deletes then waited for ever, with every call of the process served from the
-    database). And a node still open refuses a call without taking another's probe."""
+    database). And a node still open refuses a call without keeping another's probe."""
     first, second = topology().names()[:2]
     keys = keys_on(first, 3)
-    breaker.node(first).failure(threshold=1, cooldown=0.05)
-    assert client.breaker_states()[first] == "open"
+    breaker.node(first).failure(threshold=1, cooldown=60)
     with pytest.raises(NodeDown):
         topology().guard(keys)
-    time.sleep(0.06)  # past the cool-down: the next call is the probe
-    topology().guard(keys)
-    assert breaker.nodes[first].probing  # taken by this call, whose outcome decides
-    breaker.nodes[first].success()
+    breaker.reset()
+    half_open(first)
+    assert topology().guard(keys) == [breaker.nodes[first]]  # the probe, once
+    assert breaker.nodes[first].probing
 
-    breaker.node(first).failure(threshold=1, cooldown=0.05)
-    breaker.node(second).failure(threshold=1, cooldown=60)
-    time.sleep(0.06)  # the first is half-open, the second still open
-    with pytest.raises(NodeDown):
-        topology().guard([*keys, *keys_on(second, 1)])
-    assert not breaker.nodes[first].probing  # its probe is left for a call that can run
+    breaker.reset()
+    half_open(first)
+    breaker.node(second).failure(threshold=1, cooldown=60)  # still open
+    for _ in range(3):  # whichever node is asked first
+        with pytest.raises(NodeDown):
+            topology().guard([*keys, *keys_on(second, 1)])
+        assert client.breaker_states()[first] == "half-open"
+        assert not breaker.nodes[first].probing  # left for a call that can run
+
+
+def stripe_on(node: str) -> tuple[Any, list[int]]:
+    """A stripe of the profiles' counters whose keys ``node`` serves, and profiles in it."""
+    plan = plan_for(Profile)
+    space = plan.space("default")
+    pks = [p.pk for p in ProfileFactory.create_batch(40, likes=0)]
+    for pk in pks:
+        stripe = space.stripe(space.stripe_of(pk, plan.stripes))
+        slot = connection().keyslot(stripe.pending)
+        if connection().nodes_manager.get_node_from_slot(slot).name == node:
+            return stripe, [
+                p for p in pks if space.stripe(space.stripe_of(p, plan.stripes)) == stripe
+            ]
+    raise AssertionError(f"no stripe on {node}")
+
+
+@pytest.mark.django_db(transaction=True)  # increments outside a transaction go to Redis
+def test_a_probe_that_finds_the_script_unloaded_still_increments_in_redis_and_closes(
+    on_cluster: LocalCluster,
+) -> None:
+    """A node that restarted has no scripts: the probe's EVALSHA gets NOSCRIPT and goes
+    on through the pipeline, which loads the script. That second step asked the breaker
+    again, was refused (the probe was taken), and sent the increment to the database;
+    and no script call ever closed a node's breaker, only reads did."""
+    node = topology().names()[0]
+    stripe, pks = stripe_on(node)
+    port = int(node.rsplit(":", 1)[1])
+    with Redis(port=port) as primary:
+        primary.script_flush()
+    half_open(node)
+    Profile.cached.incr(pks[0], "likes")
+    assert connection().hget(stripe.pending, f"likes:{pks[0]}") == b"1"  # in Redis
+    assert Profile.objects.get(pk=pks[0]).likes == 0  # not in the database
+    assert client.breaker_states()[node] == "closed"
+
+    plan = plan_for(Profile)
+    profile = next(
+        p
+        for p in ProfileFactory.create_batch(40)
+        if primary_of(on_cluster, plan.keys.row(p.pk)).port == port
+    )
+    half_open(node)
+    profile.age += 1
+    profile.save()  # its invalidation probes the node
+    assert client.breaker_states()[node] == "closed"
+
+
+@pytest.mark.django_db(transaction=True)  # increments outside a transaction go to Redis
+def test_an_increment_skipped_for_a_node_known_down_is_not_settled(
+    on_cluster: LocalCluster,
+) -> None:
+    """Never sent, so nothing to settle: it goes to the database and leaves no settle
+    call behind (one per increment, kept in memory and as a key for a day, during a
+    whole outage)."""
+    node = topology().names()[0]
+    _, pks = stripe_on(node)
+    breaker.node(node).failure(threshold=1, cooldown=60)
+    for _ in range(5):
+        Profile.cached.incr(pks[0], "likes")
+    assert Profile.objects.get(pk=pks[0]).likes == 5
+    assert not pending.calls
 
 
 def test_generation_copies_follow_flushes_and_their_eviction_only_causes_misses(
