@@ -202,7 +202,7 @@ class LocalCluster:
         fault of the machine's moment, not of what the tests check)."""
         try:
             self._start()
-        except RuntimeError as first:
+        except (RuntimeError, subprocess.SubprocessError) as first:
             print(f"\nStarting the local Redis Cluster again: {first}", file=sys.__stderr__)
             self.stop()
             self._place(os.path.join(self.directory, "again"))

@@ -295,12 +295,12 @@ def test_the_drain_s_former_names_still_import_with_a_deprecation_warning():
 
 
 def incr_script(redis_client: Any, sequence: str, field: str, by: int, number: int) -> Any:
-    """``incr.lua`` on stripe 0 with a batch size of 2, as ``cached.incr`` sends it."""
+    """``incr.lua`` on stripe 0 with a batch size of 2 and a throttle of a minute."""
     from django_cachestrat.scripts import scripts
 
     stripe = plan_for(Profile).keys.stripe(0)
     keys = (stripe.pending, stripe.throttle, stripe.sequence(sequence))
-    return scripts.incr(redis_client, keys, (field, by, 2, 1000, number, 86_400_000))
+    return scripts.incr(redis_client, keys, (field, by, 2, 60_000, number, 86_400_000))
 
 
 def test_only_a_new_entry_fills_the_stripe_and_one_caller_is_asked_to_flush(redis_client):
