@@ -92,14 +92,12 @@ class Cluster(Single):
         redis-py's ``mget_nonatomic``, which follows it and refreshes the table.
         """
         nodes = self._plan(keys)
+        probes = self._probe(nodes) if breaker.nodes else []
         values: list[Any] = [None] * len(keys)
         sent: list[tuple[Any, Any, list[list[int]]]] = []
         name = ""
         try:
-            for name, (node, groups) in nodes.items():
-                node_breaker = breaker.nodes.get(name)
-                if node_breaker is not None and not node_breaker.allow():
-                    raise NodeDown(name, failed=False)
+            for name, (node, groups) in nodes.items():  # noqa: B007 (named by the except)
                 pool = self.client.get_redis_connection(node).connection_pool
                 conn = pool.get_connection()
                 sent.append((conn, pool, groups))
@@ -122,10 +120,7 @@ class Cluster(Single):
             raise
         else:
             _release(sent, broken=False)
-        for name in nodes:
-            node_breaker = breaker.nodes.get(name)
-            if node_breaker is not None and node_breaker.failures:
-                node_breaker.success()
+        recovered(probes)
         return values
 
     def run_script(
@@ -213,6 +208,11 @@ class Cluster(Single):
                 names.add(self._node_of(slot).name)
             except SlotNotCoveredError:
                 raise NodeDown(f"slot {slot}", failed=False) from None
+        return self._probe(names)
+
+    @staticmethod
+    def _probe(names: Iterable[str]) -> list[CircuitBreaker]:
+        """Ask each named node's breaker once (see :meth:`guard`)."""
         probes: list[CircuitBreaker] = []
         for name in names:
             node_breaker = breaker.nodes.get(name)
