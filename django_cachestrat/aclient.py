@@ -9,7 +9,6 @@ replica) leaves async reads on the sync path.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,12 +24,10 @@ from redis.sentinel import SentinelConnectionPool
 from . import client
 from .breaker import Unavailable, breaker
 from .client import REDIS_ERRORS, Topology
-from .conf import conf
+from .failopen import failed
 from .pending import pending
 
 __all__ = ["Deferred", "amget"]
-
-logger = logging.getLogger("django_cachestrat")
 
 
 class Deferred(Exception):
@@ -162,17 +159,6 @@ def _gate() -> None:
         raise Unavailable("circuit breaker open")
 
 
-def _failed(exc: BaseException) -> Unavailable:
-    """A Redis error met: count it on the breaker, log it, and return what to raise (the
-    error itself is raised again with ``FAIL_OPEN = False``)."""
-    pending.expect_records()
-    breaker.failure(conf.BREAKER_THRESHOLD, conf.BREAKER_COOLDOWN)
-    logger.warning("Redis unavailable, serving from the database: %s", exc)
-    if not conf.FAIL_OPEN:
-        raise exc
-    return Unavailable(str(exc))
-
-
 async def _closing(client: Any) -> AsyncIterator[None]:
     # NOTE: an async generator the loop has seen is finalised by the loop's own shutdown
     # (``shutdown_asyncgens``: asyncio.run, asgiref, uvicorn), so the client's connections
@@ -207,7 +193,7 @@ async def amget(keys: list[str]) -> list[bytes | None]:
             await anext(link.closer)
         result = await link.mget(keys)
     except REDIS_ERRORS as exc:
-        raise _failed(exc) from exc
+        failed(exc, None)  # counted on the breaker, as a sync call's failure
     if breaker.failures:
         breaker.success()
     return result

@@ -132,8 +132,8 @@ class Cluster(Single):
         None when it must go through redis-py's cluster pipeline instead: a redirect, or a
         script the node has not loaded (nothing ran then)."""
         slot = self._keyslot(keys[0])
-        probes = self.guard(keys[:1])
-        node = self._node_of(slot)
+        node = self._node_at(slot)
+        probes = self._probe([node.name]) if breaker.nodes else []
         commands: list[tuple[Any, ...]] = [("EVALSHA", sha, len(keys), *keys, *args)]
         if wait and len(self.client.nodes_manager.slots_cache.get(slot) or []) > 1:
             commands.append(("WAIT", 1, REPLICA_WAIT_MS))
@@ -164,10 +164,10 @@ class Cluster(Single):
         nodes: dict[str, tuple[Any, list[list[int]]]] = {}
         for slot, group in by_slot.items():
             try:
-                node = self._node_of(slot)
-            except SlotNotCoveredError:  # no primary for it (yet): a miss, not an error
+                node = self._node_at(slot)
+            except NodeDown:  # no primary for it (yet): a miss, not an error
                 self.refresh()
-                raise NodeDown(f"slot {slot}", failed=False) from None
+                raise
             nodes.setdefault(node.name, (node, []))[1].append(group)
         return nodes
 
@@ -202,13 +202,15 @@ class Cluster(Single):
         """
         if not breaker.nodes:  # no node has failed in this process: nothing to look up
             return []
-        names = set()
-        for slot in {self._keyslot(key) for key in keys}:
-            try:
-                names.add(self._node_of(slot).name)
-            except SlotNotCoveredError:
-                raise NodeDown(f"slot {slot}", failed=False) from None
-        return self._probe(names)
+        slots = {self._keyslot(key) for key in keys}
+        return self._probe({self._node_at(slot).name for slot in slots})
+
+    def _node_at(self, slot: int) -> Any:
+        """The primary serving ``slot``; :class:`NodeDown` while none does."""
+        try:
+            return self._node_of(slot)
+        except SlotNotCoveredError:
+            raise NodeDown(f"slot {slot}", failed=False) from None
 
     @staticmethod
     def _probe(names: Iterable[str]) -> list[CircuitBreaker]:

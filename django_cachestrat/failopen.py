@@ -13,7 +13,7 @@ from .conf import conf
 from .pending import pending
 from .topology import NodeDown, ReplicaLag, failed_node
 
-__all__ = ["fail_open"]
+__all__ = ["fail_open", "failed"]
 
 logger = logging.getLogger("django_cachestrat")
 
@@ -45,7 +45,7 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             raise  # the primary took the write; the caller keeps it for after a failover
         except NodeDown as exc:
             if exc.failed:
-                _failed(exc, exc.node)
+                failed(exc, exc.node)
             if not conf.FAIL_OPEN:
                 raise
             raise Unavailable(str(exc)) from exc  # known down: skipped, nothing to count
@@ -53,7 +53,7 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
             # On a cluster the node the error came from is blamed, not the connection.
             shape = built()
             cluster = shape is not None and shape.is_cluster
-            _failed(exc, failed_node(exc) if cluster else None)
+            failed(exc, failed_node(exc) if cluster else None)
         if breaker.failures:
             breaker.success()
         return result
@@ -61,7 +61,7 @@ def fail_open(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _failed(exc: BaseException, node: str | None) -> NoReturn:
+def failed(exc: BaseException, node: str | None) -> NoReturn:
     """Count a failure on the node's breaker (or the connection's), then fail open."""
     pending.expect_records()
     failing = breaker.node(node) if node else breaker

@@ -47,8 +47,6 @@ class NodeDown(RedisError):
 def failed_node(exc: BaseException) -> str | None:
     """The "host:port" of the node a connection error or timeout came from: redis-py
     attaches the connection (or the cluster node) to the errors it raises."""
-    if isinstance(exc, NodeDown):
-        return exc.node
     if not isinstance(exc, ConnectionError | TimeoutError):
         return None
     where = getattr(exc, "connection", None)
