@@ -167,12 +167,12 @@ SEQUENCE_KEEP_MS = 24 * 3600 * 1000
 @fail_open
 def _incr_redis(keys: _ScriptKeys, member: str, by: int, number: int, batch_size: int) -> list[int]:
     shape = topology()
+    packed = (member, by, batch_size, _THROTTLE_ARG, number, _KEEP_ARG)
     if shape.may_lag:
         # Invariant 6 across a failover: the increment counts as accepted only once a
-        # replica holds it (WAIT 1, in the same round trip); else ReplicaLag.
-        args = (member, by, batch_size, TRIGGER_THROTTLE_MS, number, SEQUENCE_KEEP_MS)
-        return run_many(shape.client, [(scripts.incr, keys[0], args)], wait=True)[0]  # type: ignore[no-any-return]
-    packed = (member, by, batch_size, _THROTTLE_ARG, number, _KEEP_ARG)
+        # replica holds it (WAIT 1, in the same round trip); else ReplicaLag. The keys
+        # go as text: the cluster finds their node by them.
+        return run_many(shape.client, [(scripts.incr, keys[0], packed)], wait=True)[0]  # type: ignore[no-any-return]
     return scripts.incr(shape.client, keys[1], packed)  # type: ignore[no-any-return]
 
 
