@@ -204,35 +204,39 @@ def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
     key = plan.keys.row(team.pk)
     client = get_redis_connection("default")
     client.set(plan.keys.lease(key), b"someone-else", px=5_000)  # another process is filling
+    ticked = threading.Event()  # the loop ran other work five times while the readers waited
+    gave_back: list[bool] = []
 
-    def give_back_later() -> None:
-        time.sleep(0.15)
+    def give_back_once_the_loop_has_ticked() -> None:
+        gave_back.append(ticked.wait(timeout=10))
         client.delete(plan.keys.lease(key))  # the holder gave up: the next reader fills
 
-    async def body(probe: Probe) -> tuple[list[Team], float]:
-        started = time.monotonic()
+    async def body(probe: Probe) -> tuple[list[Team], bool]:
         done = asyncio.Event()
-        ticks = 0
+        waiting_at_fifth_tick = False
 
         async def read() -> list[Team]:
             rows = await asyncio.gather(*[Team.cached.aget(pk=team.pk) for _ in range(10)])
             done.set()
             return rows
 
-        async def ticker() -> None:  # the loop stays free while the readers wait
-            nonlocal ticks
-            while not done.is_set():
-                ticks += 1
+        async def ticker() -> None:  # a loop blocked by the wait could not tick
+            nonlocal waiting_at_fifth_tick
+            for _ in range(5):
                 await asyncio.sleep(0.01)
+            waiting_at_fifth_tick = not done.is_set()
+            ticked.set()
 
-        threading.Thread(target=give_back_later).start()
+        holder = threading.Thread(target=give_back_once_the_loop_has_ticked)
+        holder.start()
         rows, _ = await asyncio.gather(read(), ticker())
-        assert ticks >= 5  # the wait is at least 150 ms
-        return rows, time.monotonic() - started
+        await asyncio.to_thread(holder.join)
+        return rows, waiting_at_fifth_tick
 
-    (rows, waited), probe = run(body)
+    (rows, waiting_at_fifth_tick), probe = run(body)
+    assert gave_back == [True] and waiting_at_fifth_tick
     assert {row.name for row in rows} == {"leased"}
-    assert len(probe.reads) == 1 and waited >= 0.15
+    assert len(probe.reads) == 1  # nobody read the row while the lease was held
     assert plan.stats.lease_waits > 0
 
 
