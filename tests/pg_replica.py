@@ -156,3 +156,18 @@ def wait_replayed(primary_alias: str, replica_alias: str, timeout: float = 10.0)
             if time.monotonic() > deadline:
                 raise TimeoutError("the replica did not catch up")
             time.sleep(0.05)
+
+
+@contextmanager
+def replay_paused(replica_alias: str) -> Iterator[None]:
+    """The replica applies nothing until the block ends, however slow the test runs: what it
+    serves inside is older than any commit made inside."""
+    from django.db import connections
+
+    with connections[replica_alias].cursor() as cursor:
+        cursor.execute("SELECT pg_wal_replay_pause()")
+    try:
+        yield
+    finally:
+        with connections[replica_alias].cursor() as cursor:
+            cursor.execute("SELECT pg_wal_replay_resume()")

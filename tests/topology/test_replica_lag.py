@@ -81,8 +81,9 @@ def _new_profile() -> int:
 
 def test_the_replica_lags(lagging):
     pk = _new_profile()
-    Profile.objects.using(PRIMARY).filter(pk=pk).update(age=1)
-    assert Profile.objects.using(REPLICA).get(pk=pk).age == 0  # not applied yet
+    with pg_replica.replay_paused(REPLICA):
+        Profile.objects.using(PRIMARY).filter(pk=pk).update(age=1)
+        assert Profile.objects.using(REPLICA).get(pk=pk).age == 0  # not applied yet
     pg_replica.wait_replayed(PRIMARY, REPLICA)
     assert Profile.objects.using(REPLICA).get(pk=pk).age == 1
 
@@ -90,9 +91,11 @@ def test_the_replica_lags(lagging):
 def test_a_miss_right_after_a_write_stores_the_primary_row(lagging):
     pk = _new_profile()
     with override_settings(CACHESTRAT=GUARDED):
-        assert Profile.cached.get(pk=pk).age == 0
-        Profile.objects.filter(pk=pk).update(age=1)  # routed to the primary
-        assert Profile.cached.get(pk=pk).age == 1  # the replica still says 0
+        with pg_replica.replay_paused(REPLICA):
+            assert Profile.cached.get(pk=pk).age == 0
+            Profile.objects.filter(pk=pk).update(age=1)  # routed to the primary
+            assert Profile.objects.using(REPLICA).get(pk=pk).age == 0
+            assert Profile.cached.get(pk=pk).age == 1  # the replica still says 0
         pg_replica.wait_replayed(PRIMARY, REPLICA)
         found = Profile.cached.get(pk=pk)
         assert (found.age, found._state.db) == (1, REPLICA)
@@ -113,7 +116,7 @@ def test_without_the_guard_a_fill_from_the_replica_is_stale(lagging):
     """The same steps with the replica declared but its markers ignored: the old row is
     cached after the write (what the guard prevents)."""
     pk = _new_profile()
-    with override_settings(CACHESTRAT=GUARDED):
+    with override_settings(CACHESTRAT=GUARDED), pg_replica.replay_paused(REPLICA):
         Profile.cached.get(pk=pk)
         Profile.objects.filter(pk=pk).update(age=1)
         original = replicas._mget
@@ -122,6 +125,7 @@ def test_without_the_guard_a_fill_from_the_replica_is_stale(lagging):
             assert Profile.cached.get(pk=pk).age == 0
         finally:
             replicas._mget = original
+    with override_settings(CACHESTRAT=GUARDED):
         pg_replica.wait_replayed(PRIMARY, REPLICA)
         assert Profile.cached.get(pk=pk).age == 0  # stored stale, and still served
 
