@@ -156,6 +156,18 @@ def _consumer(*args: str, **popen: Any) -> subprocess.Popen[str]:
     )
 
 
+def _until_consuming(child: subprocess.Popen[str]) -> None:
+    """Waits until the consumer has invalidated one outside write: it is up and polling."""
+    probe = ProfileFactory(age=0)
+    Profile.cached.get(pk=probe.pk)
+    outside("UPDATE testapp_profile SET age = 1 WHERE id = %s", [probe.pk])
+    deadline = time.monotonic() + 60
+    while Profile.cached.get(pk=probe.pk).age != 1:
+        assert child.poll() is None, "the consumer exited"
+        assert time.monotonic() < deadline, "the consumer did not start within 60 s"
+        time.sleep(0.01)
+
+
 def test_a_consumer_killed_mid_batch_loses_nothing(captured):
     profile = ProfileFactory(age=1)
     Profile.cached.get(pk=profile.pk)
@@ -178,7 +190,7 @@ def test_the_running_consumer_catches_an_outside_write_within_a_bound(captured):
     Profile.cached.get(pk=profile.pk)
     child = _consumer("-m", "django", "cachestrat_external_writes", "consume")
     try:
-        time.sleep(1.0)  # started
+        _until_consuming(child)
         outside("UPDATE testapp_profile SET age = 2 WHERE id = %s", [profile.pk])
         written = time.monotonic()
         while Profile.cached.get(pk=profile.pk).age != 2:
@@ -244,7 +256,7 @@ def test_a_thousand_psql_writes_are_each_invalidated_within_a_measured_bound(
     psql += ["-U", str(settings["USER"]), "-d", str(settings["NAME"]), "-v", "ON_ERROR_STOP=1"]
     child = _consumer("-m", "django", "cachestrat_external_writes", "consume")
     try:
-        time.sleep(1.0)  # started
+        _until_consuming(child)
         (tmp_path / "writes.sql").write_text(script)
         psql += ["-f", str(tmp_path / "writes.sql")]
         writer = subprocess.Popen(psql, stdout=subprocess.PIPE, text=True)
