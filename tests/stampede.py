@@ -28,13 +28,22 @@ def _cached_read(model: Any) -> Callable[[int], Any]:
 
 
 def _counting_reader(
-    read: Callable[[int], Any], table: str, pk: int, start: Any, queries: Any, slow_ms: float
+    read: Callable[[int], Any],
+    table: str,
+    pk: int,
+    start: Any,
+    queries: Any,
+    slow_ms: float,
+    meet: Any,
 ) -> None:
     def counter(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         if sql.startswith("SELECT") and f'FROM "{table}"' in sql:
             with queries.get_lock():
                 queries.value += 1
-            time.sleep(slow_ms / 1000)  # a slow query widens the window every reader hits
+            if meet is not None:  # no query ends before every reader has queried
+                meet.wait(30)
+            else:
+                time.sleep(slow_ms / 1000)  # a slow query widens the window every reader hits
         return execute(sql, params, many, context)
 
     try:
@@ -53,10 +62,14 @@ def stampede(
     *,
     model: type[models.Model] | None = None,
     read: Callable[[int], Any] | None = None,
+    every_reader_queries: bool = False,
 ) -> int:
     """Start ``readers`` readers together on a cold row; return the queries they ran.
 
-    Only SELECTs on the model's table are counted, and each is slowed by ``slow_ms``.
+    Only SELECTs on the model's table are counted, and each is slowed by ``slow_ms``. With
+    ``every_reader_queries``, a query instead waits (up to 30 s) until every reader has
+    queried, so none can arrive late and hit a row another reader filled: for a cache that
+    does not make readers wait, the count is then exactly ``readers``, however slow the host.
     """
     model = model if model is not None else default_model()
     table = model._meta.db_table
@@ -68,8 +81,9 @@ def stampede(
         ctx = None
     queries = multiprocessing.Value("q", 0)
     start = (ctx or threading).Barrier(readers)
+    meet = (ctx or threading).Barrier(readers) if every_reader_queries else None
     kind = ctx.Process if ctx else threading.Thread
-    args = (read, table, pk, start, queries, slow_ms)
+    args = (read, table, pk, start, queries, slow_ms, meet)
     workers = [kind(target=_counting_reader, args=args) for _ in range(readers)]
     for worker in workers:
         worker.start()

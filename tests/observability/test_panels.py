@@ -232,7 +232,7 @@ def test_a_held_lease_shows_as_waits_and_a_raced_fill_as_lost(redis_client) -> N
     plan = Item.cached.plan
     row_key = plan.space("default").row(waited.pk)
     redis_client.set(plan.keys.lease(row_key), b"another-reader", px=5000)
-    with override_settings(CACHESTRAT={"LEASE_WAIT": 0.05}), requestlog.recording() as log:
+    with override_settings(CACHESTRAT={"LEASE_WAIT": 0.5}), requestlog.recording() as log:
         Item.cached.get_many([waited.pk])  # waits for the other reader, then reads the db
     counts = log.as_dict()["models"]["testapp.item"]
     assert counts["misses"] == 1 and counts["lease_waits"] >= 1 and counts["lost_fills"] == 0

@@ -233,7 +233,8 @@ def test_readers_wait_for_a_lease_held_elsewhere_without_reading_the_database():
         await asyncio.to_thread(holder.join)
         return rows, waiting_at_fifth_tick
 
-    (rows, waiting_at_fifth_tick), probe = run(body)
+    with override_settings(CACHESTRAT={"LEASE_WAIT": 30}):  # waits as long as it takes
+        (rows, waiting_at_fifth_tick), probe = run(body)
     assert gave_back == [True] and waiting_at_fifth_tick
     assert {row.name for row in rows} == {"leased"}
     assert len(probe.reads) == 1  # nobody read the row while the lease was held
