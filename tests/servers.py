@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from threading import Event
 from typing import Any
 
+import redis
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -67,11 +69,14 @@ class RedisServer:
         args += ["--appendonly", "no", *self.extra]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # answering PING: up, and done loading its data
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
+                with redis.Redis(port=self.port, socket_timeout=0.5) as client:
+                    if client.ping():
+                        return
+            except redis.AuthenticationError:  # answering, but only to its password
+                return
+            except redis.ConnectionError:  # refused, or still LOADING an append-only file
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
