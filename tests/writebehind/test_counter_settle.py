@@ -33,8 +33,9 @@ def lossy() -> Iterator[LossyProxy]:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": proxy.url,
             "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.3,
-                "SOCKET_TIMEOUT": 0.3,
+                # Long enough that a reply the proxy passes on is never late on a slow host.
+                "SOCKET_CONNECT_TIMEOUT": 1.0,
+                "SOCKET_TIMEOUT": 1.0,
                 # One try per command: a retry would only hide the loss under test.
                 "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
             },
