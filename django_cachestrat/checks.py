@@ -13,7 +13,15 @@ from django.utils.module_loading import import_string
 from .checks_counters import check_counters
 from .checks_databases import check_databases
 from .checks_observability import check_observability
-from .checks_options import NUMBER, check_models, check_options, error, is_finite, is_type
+from .checks_options import (
+    NUMBER,
+    check_models,
+    check_options,
+    error,
+    is_finite,
+    is_type,
+    unknown_key,
+)
 from .conf import DEFAULTS
 from .options import OPTION_NAMES
 
@@ -88,12 +96,8 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _check_key(key: Any, value: Any) -> Error | None:
-    if key not in DEFAULTS:
-        return error(
-            f"CACHESTRAT has an unknown key {key!r}.",
-            f"Valid keys: {', '.join(sorted(DEFAULTS))}.",
-            "E002",
-        )
+    if unknown := unknown_key("CACHESTRAT", key, DEFAULTS, "E002"):
+        return unknown
     if not is_type(value, TYPES[key]):
         names = " or ".join(t.__name__ for t in TYPES[key])
         return error(
@@ -221,12 +225,8 @@ def _is_django_redis(backend: Any) -> bool:
 
 
 def _check_write_behind(key: Any, value: Any) -> Error | None:
-    if key not in DEFAULTS["WRITE_BEHIND"]:
-        return error(
-            f"CACHESTRAT['WRITE_BEHIND'] has an unknown key {key!r}.",
-            f"Valid keys: {', '.join(sorted(DEFAULTS['WRITE_BEHIND']))}.",
-            "E013",
-        )
+    if unknown := unknown_key("CACHESTRAT['WRITE_BEHIND']", key, DEFAULTS["WRITE_BEHIND"], "E013"):
+        return unknown
     integer = key in WRITE_BEHIND_INTEGERS
     if is_type(value, (int,) if integer else NUMBER) and is_finite(value) and value > 0:
         return None

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning
 
-from .checks_options import NUMBER, error, is_finite, is_type
+from .checks_options import NUMBER, error, is_finite, is_type, unknown_key
 from .conf import DEFAULTS
 
 __all__ = ["check_databases"]
@@ -92,12 +92,8 @@ def _check_pair(
 def _check_external(key: Any, value: Any) -> CheckMessage | None:
     defaults = DEFAULTS["EXTERNAL_WRITES"]
     where = f"CACHESTRAT['EXTERNAL_WRITES'][{key!r}]"
-    if key not in defaults:
-        return error(
-            f"CACHESTRAT['EXTERNAL_WRITES'] has an unknown key {key!r}.",
-            f"Valid keys: {', '.join(sorted(defaults))}.",
-            "E184",
-        )
+    if unknown := unknown_key("CACHESTRAT['EXTERNAL_WRITES']", key, defaults, "E184"):
+        return unknown
     if key == "ENABLED":
         ok, kind = isinstance(value, bool), "True or False"
     elif key == "DATABASES":

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.checks import CheckMessage
 
-from .checks_options import error
+from .checks_options import error, unknown_key
 from .conf import DEFAULTS
 
 __all__ = ["check_observability"]
@@ -42,12 +42,8 @@ def check_observability(raw: dict[str, Any]) -> list[CheckMessage]:
 
 def _check_tracing(key: Any, value: Any) -> CheckMessage | None:
     defaults = DEFAULTS["TRACING"]
-    if key not in defaults:
-        return error(
-            f"CACHESTRAT['TRACING'] has an unknown key {key!r}.",
-            f"Valid keys: {', '.join(sorted(defaults))}.",
-            "E191",
-        )
+    if unknown := unknown_key("CACHESTRAT['TRACING']", key, defaults, "E191"):
+        return unknown
     if isinstance(value, bool):
         return None
     return error(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from django.apps import apps
@@ -24,6 +24,15 @@ Model = type[models.Model]
 def error(msg: str, hint: str, id: str, obj: Any = None) -> Error:
     """A check error under a ``django_cachestrat.`` id."""
     return Error(msg, hint=hint, obj=obj, id=f"django_cachestrat.{id}")
+
+
+def unknown_key(where: str, key: Any, valid: Collection[str], id: str) -> Error | None:
+    """The error for a key of the settings dict ``where`` that is not one of ``valid``."""
+    if key in valid:
+        return None
+    return error(
+        f"{where} has an unknown key {key!r}.", f"Valid keys: {', '.join(sorted(valid))}.", id
+    )
 
 
 def is_type(value: Any, types: tuple[type, ...]) -> bool:
