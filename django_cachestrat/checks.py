@@ -44,12 +44,13 @@ TYPES: dict[str, tuple[type, ...]] = {
     "BREAKER_COOLDOWN": NUMBER,
     "REPLICAS": (dict,),
     "REPLICA_LAG": NUMBER,
+    "REDIS_REPLICA_WAIT": NUMBER,
     "EXTERNAL_WRITES": (dict,),
     "METRICS": (bool,),
     "TRACING": (dict,),
 }
 NON_NEGATIVE = ("NEGATIVE_TIMEOUT", "EARLY_REFRESH", "LEASE_WAIT", "BREAKER_COOLDOWN")
-POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD", "REPLICA_LAG")
+POSITIVE = ("TIMEOUT", "LEASE_TIMEOUT", "BREAKER_THRESHOLD", "REPLICA_LAG", "REDIS_REPLICA_WAIT")
 WRITE_BEHIND_INTEGERS = ("BATCH_SIZE", "STRIPES")
 # NOTE: braces in the prefix would move the Redis Cluster hash tag of every key, and glob
 # characters would make the SCAN pattern of one model match the keys of others.

@@ -24,7 +24,7 @@ from redis.exceptions import (
 )
 
 from .breaker import CircuitBreaker, breaker, recovered
-from .topology import REPLICA_WAIT_MS, NodeDown, ReplicaLag, Single
+from .topology import NodeDown, ReplicaLag, Single, replica_wait_ms
 
 __all__ = ["GENERATION_COPIES", "Cluster", "copy_key"]
 
@@ -49,6 +49,7 @@ class Cluster(Single):
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
+        self.wait_ms = replica_wait_ms()
         self._keyslot: Callable[[str], int] = client.keyslot
         self._node_of: Callable[[int], Any] = client.nodes_manager.get_node_from_slot
         self._copy_slots = [key_slot(copy_key("", i).encode()) for i in range(GENERATION_COPIES)]
@@ -136,7 +137,7 @@ class Cluster(Single):
         probes = self._probe([node.name]) if breaker.nodes else []
         commands: list[tuple[Any, ...]] = [("EVALSHA", sha, len(keys), *keys, *args)]
         if wait and len(self.client.nodes_manager.slots_cache.get(slot) or []) > 1:
-            commands.append(("WAIT", 1, REPLICA_WAIT_MS))
+            commands.append(("WAIT", 1, self.wait_ms))
         pool = self.client.get_redis_connection(node).connection_pool
         conn = pool.get_connection()
         try:
@@ -267,7 +268,7 @@ class Cluster(Single):
         if not wait:
             primaries.clear()
         for node in primaries.values():
-            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+            pipe.execute_command("WAIT", 1, self.wait_ms, target_nodes=node)
         out = pipe.execute()
         recovered(probes)
         acknowledged = out[len(out) - len(primaries) :]
@@ -282,7 +283,7 @@ class Cluster(Single):
 
     def add_waits(self, pipe: Any, targets: list[Any]) -> None:
         for node in targets:  # in the cluster pipeline: after the writes, on their connection
-            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS, target_nodes=node)
+            pipe.execute_command("WAIT", 1, self.wait_ms, target_nodes=node)
 
     def _replicated(self, slot: int, primaries: dict[str, Any]) -> None:
         nodes = self.client.nodes_manager.slots_cache.get(slot) or []

@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "BREAKER_COOLDOWN": 5.0,
     "REPLICAS": {},
     "REPLICA_LAG": 5.0,
+    "REDIS_REPLICA_WAIT": 0.1,
     "EXTERNAL_WRITES": {
         "ENABLED": False,
         "DATABASES": ["default"],
@@ -121,6 +122,10 @@ class Settings:
     @property
     def REPLICA_LAG(self) -> float:
         return float(self._get("REPLICA_LAG"))
+
+    @property
+    def REDIS_REPLICA_WAIT(self) -> float:
+        return float(self._get("REDIS_REPLICA_WAIT"))
 
     @property
     def METRICS(self) -> bool:

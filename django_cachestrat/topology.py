@@ -14,13 +14,19 @@ from typing import Any
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from .breaker import CircuitBreaker, node_name
+from .conf import conf
 
-__all__ = ["NodeDown", "ReplicaLag", "Single", "failed_node"]
+__all__ = ["NodeDown", "ReplicaLag", "Single", "failed_node", "replica_wait_ms"]
 
-#: How long an invalidation waits for a replica of each primary it wrote to (``WAIT``).
-REPLICA_WAIT_MS = 100
 #: How often a process whose sentinels knew no live replica asks them again.
 SENTINEL_RECHECK_S = 10.0
+
+
+def replica_wait_ms() -> int:
+    """How long a write waits for a replica of each primary it wrote to (``WAIT 1 <ms>``):
+    ``REDIS_REPLICA_WAIT`` in whole milliseconds, at least 1, since ``WAIT`` with 0 would
+    wait for ever."""
+    return max(1, round(conf.REDIS_REPLICA_WAIT * 1000))
 
 
 class ReplicaLag(RedisError):
@@ -61,6 +67,7 @@ class Single:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.wait_ms = replica_wait_ms()  # read once: a settings change builds a new topology
         # The hit path calls the client's bound MGET: nothing runs in between.
         self.mget: Callable[[list[str]], list[Any]] = client.mget
         self.replicated = _has_sentinel_replicas(client)
@@ -97,7 +104,7 @@ class Single:
             pipe.set(key, value)
         replicated = wait and self._has_replicas()
         if replicated:  # a Sentinel primary: see Cluster.invalidate
-            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+            pipe.execute_command("WAIT", 1, self.wait_ms)
         out = pipe.execute()
         if replicated and int(out[-1]) < 1:
             self._asked = 0.0  # after a failover the new primary may have no replica
@@ -132,7 +139,7 @@ class Single:
     def add_waits(self, pipe: Any, targets: list[Any]) -> None:
         """``WAIT 1`` after the writes queued in ``pipe``, once per target."""
         for _ in targets:
-            pipe.execute_command("WAIT", 1, REPLICA_WAIT_MS)
+            pipe.execute_command("WAIT", 1, self.wait_ms)
 
     def primaries(self) -> list[Any]:
         """One client per primary, for per-server commands (SCAN, INFO, DBSIZE)."""

@@ -168,6 +168,7 @@ def test_e002_unknown_key(key: str) -> None:
         ("BREAKER_THRESHOLD", 3.0, "int"),
         ("BREAKER_THRESHOLD", True, "int"),
         ("BREAKER_COOLDOWN", "5", "int or float"),
+        ("REDIS_REPLICA_WAIT", "0.1", "int or float"),
     ],
 )
 def test_e003_wrong_type(key: str, value: Any, expected: str) -> None:
@@ -196,6 +197,8 @@ def test_e003_wrong_type(key: str, value: Any, expected: str) -> None:
         ("LEASE_WAIT", float("inf"), "a finite number"),
         ("BREAKER_COOLDOWN", float("nan"), "a finite number"),
         ("BREAKER_COOLDOWN", float("-inf"), "a finite number"),
+        ("REDIS_REPLICA_WAIT", 0, "greater than 0"),
+        ("REDIS_REPLICA_WAIT", float("inf"), "a finite number"),
     ],
 )
 def test_e004_number_out_of_range(key: str, value: Any, bound: str) -> None:

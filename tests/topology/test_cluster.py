@@ -48,15 +48,18 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         cluster.stop()
 
 
-def with_connection(path: str) -> override_settings:
-    return override_settings(CACHESTRAT={**settings.CACHESTRAT, "CONNECTION": path})
+def with_connection(path: str, **options: Any) -> override_settings:
+    return override_settings(CACHESTRAT={**settings.CACHESTRAT, "CONNECTION": path, **options})
 
 
 @pytest.fixture
 def on_cluster(local_cluster: LocalCluster) -> Iterator[LocalCluster]:
-    """Every Redis call of the app goes to the local cluster, emptied before the test."""
+    """Every Redis call of the app goes to the local cluster, emptied before the test.
+    No replica is stopped here: writes wait up to 2 s for one, so that a busy host's stall
+    never sends an increment to the database (the tests that stop replicas use a cluster
+    of their own, with the default wait)."""
     servers.flush_cluster(local_cluster)
-    with with_connection("tests.cluster.cluster_client"):
+    with with_connection("tests.cluster.cluster_client", REDIS_REPLICA_WAIT=2):
         breaker.reset()
         pending.clear()
         yield local_cluster
@@ -276,6 +279,26 @@ def primary_and_replica(cluster: LocalCluster, key: str) -> tuple[Any, Any]:
             if start <= slot <= end:
                 return by_port[primary[1]], by_port[replica[1]]
     raise AssertionError(f"no node serves slot {slot}")
+
+
+def resume_once_waited_on(primary_port: int, replica: Any, waited_on: list[bool]) -> Any:
+    """A thread (not started) that waits until a client of the primary is blocked (in
+    ``WAIT``), then 0.3 s more (past the default ``REDIS_REPLICA_WAIT`` of 0.1 s), then
+    resumes the stopped replica; ``waited_on`` records that it saw the client blocked."""
+
+    def resume() -> None:
+        deadline = time.monotonic() + 30
+        with Redis(port=primary_port) as primary:
+            while not int(primary.info("clients")["blocked_clients"]):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            else:
+                waited_on.append(True)
+                time.sleep(0.3)
+        os.kill(replica.process.pid, signal.SIGCONT)
+
+    return threading.Thread(target=resume)
 
 
 def replica_listed(key: str) -> None:
@@ -524,6 +547,36 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
         assert not pending and Team.cached.get(pk=dead_pks[0]).name == "changed"
         for pk in dead_pks + live_pks:
             assert count_queries(lambda pk=pk: Team.cached.get(pk=pk))[1] == 0
+
+
+@pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
+def test_a_longer_redis_replica_wait_keeps_an_increment_in_redis_through_a_slow_replica(
+    on_cluster: LocalCluster,
+) -> None:
+    """The replica of the stripe's primary resumes 0.3 s after the increment's WAIT began:
+    past the default 0.1 s, within REDIS_REPLICA_WAIT = 5. The increment stays in Redis."""
+    profile = ProfileFactory(likes=0)
+    plan = plan_for(Profile)
+    stripe = plan.keys.stripe(plan.keys.stripe_of(profile.pk, plan.stripes)).pending
+    primary, replica = primary_and_replica(on_cluster, stripe)
+    waited_on: list[bool] = []
+    resumer = resume_once_waited_on(primary.port, replica, waited_on)
+    with override_settings(CACHESTRAT={**settings.CACHESTRAT, "REDIS_REPLICA_WAIT": 5}):
+        assert topology().wait_ms == 5000
+        replica_listed(stripe)
+        Profile.cached.incr(profile.pk, "likes")  # a replica confirmed it: pending in Redis
+        os.kill(replica.process.pid, signal.SIGSTOP)
+        try:
+            resumer.start()
+            Profile.cached.incr(profile.pk, "likes")
+        finally:
+            resumer.join(40)
+            os.kill(replica.process.pid, signal.SIGCONT)
+        assert waited_on == [True]
+        assert Profile.objects.get(pk=profile.pk).likes == 0  # both pending in Redis
+        assert connection().hget(stripe, f"likes:{profile.pk}") == b"2"
+        assert sum(result.increments for result in drain.drain_all()) == 2
+    assert Profile.objects.get(pk=profile.pk).likes == 2
 
 
 def keys_on(node: str, count: int) -> list[str]:

@@ -11,7 +11,9 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection as db_connection
+from django.test import override_settings
 from redis import Redis
 
 from django_cachestrat import drain
@@ -27,6 +29,7 @@ from tests.topology.test_cluster import (
     fresh_sentinel,
     primary_and_replica,
     replica_listed,
+    resume_once_waited_on,
 )
 
 __all__ = ["fresh_cluster", "fresh_sentinel"]  # the fixtures, used by name
@@ -171,3 +174,34 @@ def test_through_sentinel_an_increment_no_replica_confirmed_goes_to_the_database
         os.kill(replica.process.pid, signal.SIGCONT)
     settle_and_flush([profile.pk])
     assert Profile.objects.get(pk=profile.pk).likes == 4
+
+
+@pytest.mark.parametrize(("wait", "to_the_database"), [(0.1, True), (5.0, False)])
+def test_redis_replica_wait_is_how_long_an_increment_waits_for_a_slow_replica(
+    fresh_sentinel: servers.LocalSentinel, wait: float, to_the_database: bool
+) -> None:
+    """The Sentinel primary's replica is stopped when an increment waits for it. With the
+    default wait it stays stopped: the increment goes to the database. With a longer one it
+    resumes 0.3 s after the primary began waiting (past the default 0.1 s): it acknowledges
+    the increment, which stays pending in Redis."""
+    profile = ProfileFactory(likes=0)
+    replica = fresh_sentinel.replica
+    assert replica.process is not None
+    waited_on: list[bool] = []
+    resumer = resume_once_waited_on(fresh_sentinel.primary.port, replica, waited_on)
+    with override_settings(CACHESTRAT={**django_settings.CACHESTRAT, "REDIS_REPLICA_WAIT": wait}):
+        Profile.cached.incr(profile.pk, "likes")  # a replica confirmed it: pending in Redis
+        assert Profile.objects.get(pk=profile.pk).likes == 0
+        os.kill(replica.process.pid, signal.SIGSTOP)
+        try:
+            if not to_the_database:
+                resumer.start()
+            Profile.cached.incr(profile.pk, "likes")
+        finally:
+            if resumer.is_alive():
+                resumer.join(40)
+            os.kill(replica.process.pid, signal.SIGCONT)
+        assert Profile.objects.get(pk=profile.pk).likes == (1 if to_the_database else 0)
+        assert waited_on == ([] if to_the_database else [True])
+        settle_and_flush([profile.pk])
+    assert Profile.objects.get(pk=profile.pk).likes == 2
