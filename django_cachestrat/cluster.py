@@ -49,7 +49,7 @@ class Cluster(Single):
 
     def __init__(self, client: RedisCluster) -> None:
         self.client = client
-        self.wait_ms = replica_wait_ms()
+        self.wait_ms = replica_wait_ms(client.nodes_manager.connection_kwargs)
         self._keyslot: Callable[[str], int] = client.keyslot
         self._node_of: Callable[[int], Any] = client.nodes_manager.get_node_from_slot
         self._copy_slots = [key_slot(copy_key("", i).encode()) for i in range(GENERATION_COPIES)]

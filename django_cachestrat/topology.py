@@ -7,6 +7,7 @@ server the hit path is the client's own ``MGET``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -18,15 +19,36 @@ from .conf import conf
 
 __all__ = ["NodeDown", "ReplicaLag", "Single", "failed_node", "replica_wait_ms"]
 
+logger = logging.getLogger("django_cachestrat")
+
 #: How often a process whose sentinels knew no live replica asks them again.
 SENTINEL_RECHECK_S = 10.0
 
 
-def replica_wait_ms() -> int:
+#: The share of the client's socket timeout a ``WAIT`` may take at most.
+WAIT_SHARE_OF_TIMEOUT = 0.8
+
+
+def replica_wait_ms(options: Mapping[str, Any]) -> int:
     """How long a write waits for a replica of each primary it wrote to (``WAIT 1 <ms>``):
     ``REDIS_REPLICA_WAIT`` in whole milliseconds, at least 1, since ``WAIT`` with 0 would
-    wait for ever."""
-    return max(1, round(conf.REDIS_REPLICA_WAIT * 1000))
+    wait for ever. A wait the client's ``socket_timeout`` (in ``options``, its connection
+    keyword arguments) would cut short is lowered below it, with a warning: a timed-out
+    ``WAIT`` would count the node as failed, where an unanswered one only keeps the write."""
+    wait = conf.REDIS_REPLICA_WAIT
+    timeout = options.get("socket_timeout")
+    if timeout and wait >= timeout:
+        lowered = timeout * WAIT_SHARE_OF_TIMEOUT
+        logger.warning(
+            "CACHESTRAT['REDIS_REPLICA_WAIT'] (%g s) is not below the Redis client's "
+            "socket timeout (%g s): writes wait %g s for a replica instead. Raise the "
+            "socket timeout to wait longer.",
+            wait,
+            timeout,
+            lowered,
+        )
+        wait = lowered
+    return max(1, round(wait * 1000))
 
 
 class ReplicaLag(RedisError):
@@ -67,14 +89,17 @@ class Single:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        self.wait_ms = replica_wait_ms()  # read once: a settings change builds a new topology
         # The hit path calls the client's bound MGET: nothing runs in between.
         self.mget: Callable[[list[str]], list[Any]] = client.mget
         self.replicated = _has_sentinel_replicas(client)
         self._asked = time.monotonic()
         # Whether a failover can promote a replica: only then do writes wait for one.
-        pool = getattr(client, "connection_pool", None)
+        pool: Any = getattr(client, "connection_pool", None)
         self.may_lag = getattr(pool, "sentinel_manager", None) is not None
+        # Read once (a settings change builds a new topology); checked against the socket
+        # timeout only where writes wait.
+        options = getattr(pool, "connection_kwargs", {}) if self.may_lag else {}
+        self.wait_ms = replica_wait_ms(options)
 
     def pipeline(self) -> Any:
         return self.client.pipeline(transaction=False)

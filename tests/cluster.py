@@ -21,6 +21,15 @@ def cluster_client() -> Any:
     return running["cluster"].client(**TIMEOUTS)
 
 
+#: For the tests of a longer REDIS_REPLICA_WAIT: a WAIT may take longer than TIMEOUTS allow.
+PATIENT = {"socket_timeout": 10.0, "socket_connect_timeout": 0.5}
+
+
+def patient_cluster_client() -> Any:
+    """CONNECTION factory: :func:`cluster_client` with a 10 s socket timeout."""
+    return running["cluster"].client(**PATIENT)
+
+
 def unreachable_cluster() -> Any:
     """CONNECTION factory: a RedisCluster whose startup node has nothing listening."""
     from redis.cluster import ClusterNode, RedisCluster
@@ -34,6 +43,14 @@ def sentinel_client() -> Any:
 
     sentinels = [("127.0.0.1", port) for port in running["sentinel"].sentinel_ports]
     return Sentinel(sentinels, **TIMEOUTS).master_for("cachestrat", **TIMEOUTS)
+
+
+def patient_sentinel_client() -> Any:
+    """CONNECTION factory: :func:`sentinel_client` with a 10 s socket timeout."""
+    from redis.sentinel import Sentinel
+
+    sentinels = [("127.0.0.1", port) for port in running["sentinel"].sentinel_ports]
+    return Sentinel(sentinels, **TIMEOUTS).master_for("cachestrat", **PATIENT)
 
 
 def flush_cluster(cluster: LocalCluster) -> None:

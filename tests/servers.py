@@ -78,6 +78,7 @@ class RedisServer:
                 return
             except redis.ConnectionError:  # refused, or still LOADING an append-only file
                 time.sleep(0.02)
+        self.stop()  # not left running behind the failed test
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:

@@ -55,11 +55,11 @@ def with_connection(path: str, **options: Any) -> override_settings:
 @pytest.fixture
 def on_cluster(local_cluster: LocalCluster) -> Iterator[LocalCluster]:
     """Every Redis call of the app goes to the local cluster, emptied before the test.
-    No replica is stopped here: writes wait up to 2 s for one, so that a busy host's stall
-    never sends an increment to the database (the tests that stop replicas use a cluster
-    of their own, with the default wait)."""
+    No replica is stopped here: writes wait up to 0.4 s for one (below the client's 0.5 s
+    socket timeout), so that a busy host's short stall does not send an increment to the
+    database (the tests that stop replicas use a cluster of their own, with the default)."""
     servers.flush_cluster(local_cluster)
-    with with_connection("tests.cluster.cluster_client", REDIS_REPLICA_WAIT=2):
+    with with_connection("tests.cluster.cluster_client", REDIS_REPLICA_WAIT=0.4):
         breaker.reset()
         pending.clear()
         yield local_cluster
@@ -551,17 +551,18 @@ def test_a_node_down_turns_the_cache_off_for_its_keys_only(fresh_cluster: LocalC
 
 @pytest.mark.django_db(transaction=True)  # pending increments: outside a test's transaction
 def test_a_longer_redis_replica_wait_keeps_an_increment_in_redis_through_a_slow_replica(
-    on_cluster: LocalCluster,
+    fresh_cluster: LocalCluster,
 ) -> None:
     """The replica of the stripe's primary resumes 0.3 s after the increment's WAIT began:
-    past the default 0.1 s, within REDIS_REPLICA_WAIT = 5. The increment stays in Redis."""
+    past the default 0.1 s, within REDIS_REPLICA_WAIT = 5 (on a client whose socket timeout
+    is longer still). The increment stays in Redis."""
     profile = ProfileFactory(likes=0)
     plan = plan_for(Profile)
     stripe = plan.keys.stripe(plan.keys.stripe_of(profile.pk, plan.stripes)).pending
-    primary, replica = primary_and_replica(on_cluster, stripe)
+    primary, replica = primary_and_replica(fresh_cluster, stripe)
     waited_on: list[bool] = []
     resumer = resume_once_waited_on(primary.port, replica, waited_on)
-    with override_settings(CACHESTRAT={**settings.CACHESTRAT, "REDIS_REPLICA_WAIT": 5}):
+    with with_connection("tests.cluster.patient_cluster_client", REDIS_REPLICA_WAIT=5):
         assert topology().wait_ms == 5000
         replica_listed(stripe)
         Profile.cached.incr(profile.pk, "likes")  # a replica confirmed it: pending in Redis
@@ -577,6 +578,21 @@ def test_a_longer_redis_replica_wait_keeps_an_increment_in_redis_through_a_slow_
         assert connection().hget(stripe, f"likes:{profile.pk}") == b"2"
         assert sum(result.increments for result in drain.drain_all()) == 2
     assert Profile.objects.get(pk=profile.pk).likes == 2
+
+
+def test_a_replica_wait_the_socket_timeout_would_cut_short_is_lowered_with_a_warning(
+    on_cluster: LocalCluster, local_sentinel: servers.LocalSentinel, caplog: Any
+) -> None:
+    """A WAIT that outlasts the client's socket timeout (0.5 s here) would time out and
+    count its node as failed: the wait is lowered to 80 % of the timeout, and says so."""
+    for path in ("tests.cluster.cluster_client", "tests.cluster.sentinel_client"):
+        with with_connection(path, REDIS_REPLICA_WAIT=2), caplog.at_level("WARNING"):
+            caplog.clear()
+            assert topology().wait_ms == 400
+        (record,) = [r for r in caplog.records if "REDIS_REPLICA_WAIT" in r.getMessage()]
+        assert "(2 s) is not below the Redis client's socket timeout (0.5 s)" in record.getMessage()
+        with with_connection(path, REDIS_REPLICA_WAIT=0.25):
+            assert topology().wait_ms == 250
 
 
 def keys_on(node: str, count: int) -> list[str]:

@@ -189,7 +189,8 @@ def test_redis_replica_wait_is_how_long_an_increment_waits_for_a_slow_replica(
     assert replica.process is not None
     waited_on: list[bool] = []
     resumer = resume_once_waited_on(fresh_sentinel.primary.port, replica, waited_on)
-    with override_settings(CACHESTRAT={**django_settings.CACHESTRAT, "REDIS_REPLICA_WAIT": wait}):
+    patient = {"CONNECTION": "tests.cluster.patient_sentinel_client", "REDIS_REPLICA_WAIT": wait}
+    with override_settings(CACHESTRAT={**django_settings.CACHESTRAT, **patient}):
         Profile.cached.incr(profile.pk, "likes")  # a replica confirmed it: pending in Redis
         assert Profile.objects.get(pk=profile.pk).likes == 0
         os.kill(replica.process.pid, signal.SIGSTOP)
